@@ -1,0 +1,63 @@
+# apd — two commands set everything up on a fresh Debian machine:
+#   make run    start apd on the embedded SQLite store, 127.0.0.1:7777, in the foreground
+#   make test   install what the tests need (venv; Debian packages when root), run the whole suite
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+PIP     := $(VENV)/bin/pip
+PYTEST_ARGS ?=
+DEB_PACKAGES := mariadb-server postgresql slapd ldap-utils postfix dnsmasq-base swaks \
+                libldap2-dev libsasl2-dev python3-dev gcc
+ARGS ?=
+
+.PHONY: run test venv deps debian-deps bench lint conf check-config init-db clean \
+        wblist-admin greylisting-admin
+
+$(VENV)/.installed: setup.py
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e '.[mysql,pgsql,ldap,test]' ruff
+	touch $@
+
+venv: $(VENV)/.installed
+
+run: venv
+	$(VENV)/bin/apd --log-to stderr $(if $(CONFIG),-c $(CONFIG),)
+
+check-config: venv
+	$(VENV)/bin/apd --check-config $(if $(CONFIG),-c $(CONFIG),)
+
+init-db: venv
+	$(VENV)/bin/apd --init-db $(if $(CONFIG),-c $(CONFIG),)
+
+# Debian packages for the real servers the tests start (only when root and missing).
+debian-deps:
+	@if [ "$$(id -u)" = 0 ]; then \
+	  missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  fi; \
+	else echo "not root: skipping Debian packages ($(DEB_PACKAGES))"; fi
+
+deps: debian-deps venv
+
+test: deps
+	$(VENV)/bin/pytest -q $(PYTEST_ARGS) tests
+
+bench: venv
+	$(PY) bench/run.py $(ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check apd admin tests bench
+	$(VENV)/bin/ruff format --check apd admin tests bench
+
+wblist-admin: venv
+	$(VENV)/bin/apd-wblist-admin $(ARGS)
+
+greylisting-admin: venv
+	$(VENV)/bin/apd-greylisting-admin $(ARGS)
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -1,0 +1,5 @@
+import sys
+
+from apd.cli import main
+
+sys.exit(main())

@@ -1,0 +1,113 @@
+"""``apd``: run the daemon in the foreground, or check / print / initialise."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import logging.handlers
+import os
+import sys
+from typing import Any
+
+from apd import __version__
+from apd import checks as check_registry
+from apd import settings as settings_module
+from apd.store import resolve_paths
+
+log = logging.getLogger("apd")
+
+FACILITIES = logging.handlers.SysLogHandler.facility_names
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="apd", description="Postfix SMTP access-policy server (iRedAPD compatible).")
+    p.add_argument("-c", "--config", metavar="FILE", help="settings file (default: $APD_SETTINGS, /etc/apd/settings.py)")
+    p.add_argument("--check-config", action="store_true", help="validate the settings and the check list, then exit")
+    p.add_argument("--print-config", action="store_true", help="print every setting with its value, then exit")
+    p.add_argument("--init-db", action="store_true", help="create apd's tables where missing, then exit")
+    p.add_argument(
+        "--log-to",
+        choices=("stderr", "syslog"),
+        help="where logs go (default: stderr on a terminal, else syslog)",
+    )
+    p.add_argument("--foreground", action="store_true", help="accepted for iRedAPD compatibility; apd never forks away")
+    p.add_argument("--version", action="version", version=f"apd {__version__}")
+    return p
+
+
+def setup_logging(settings: Any, target: str) -> None:
+    root = logging.getLogger("apd")
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+        handler.close()
+    if target == "syslog":
+        if settings.SYSLOG_SERVER.startswith("/"):
+            address: Any = settings.SYSLOG_SERVER
+        else:
+            address = (settings.SYSLOG_SERVER, settings.SYSLOG_PORT)
+        facility = FACILITIES.get(settings.SYSLOG_FACILITY.lower(), FACILITIES["local5"])
+        try:
+            handler: logging.Handler = logging.handlers.SysLogHandler(address=address, facility=facility)
+            handler.setFormatter(logging.Formatter("apd[%(process)d]: %(message)s"))
+        except OSError as exc:
+            print(f"apd: cannot reach syslog at {address}: {exc}; logging to stderr", file=sys.stderr)
+            handler = _stderr_handler()
+    else:
+        handler = _stderr_handler()
+    root.addHandler(handler)
+    root.setLevel(settings.log_level.upper())
+    root.propagate = False
+
+
+def _stderr_handler() -> logging.Handler:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    return handler
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    path = settings_module.settings_path(args.config)
+    try:
+        settings = settings_module.load(path)
+        settings = resolve_paths(settings)
+        planned, plan_warnings = check_registry.plan(settings)
+    except settings_module.ConfigError as exc:
+        for problem in exc.problems:
+            print(f"apd: {problem}", file=sys.stderr)
+        return settings_module.EX_CONFIG
+    if args.check_config:
+        for warning in (*settings.warnings, *plan_warnings):
+            print(f"apd: warning: {warning}", file=sys.stderr)
+        order = ", ".join(f"{p.name}({p.priority})" for p in planned) or "(none)"
+        print(f"apd: settings OK ({settings.source}); checks in order: {order}")
+        return 0
+    if args.print_config:
+        print(settings_module.describe(settings))
+        return 0
+    target = args.log_to or ("stderr" if sys.stderr.isatty() else "syslog")
+    setup_logging(settings, target)
+    if args.init_db:
+        from apd.store import init_db
+        from apd.errors import StoreError
+
+        try:
+            for line in init_db(settings):
+                print(line)
+        except StoreError as exc:
+            print(f"apd: --init-db failed: {exc}", file=sys.stderr)
+            return 1
+        return 0
+    from apd.master import HaltServer, Master
+
+    os.umask(0o077)
+    master = Master(settings, path, reconfigure_logging=lambda s: setup_logging(s, target))
+    try:
+        return master.run()
+    except OSError as exc:
+        log.error("cannot start: %s", exc)
+        print(f"apd: cannot start: {exc}", file=sys.stderr)
+        return 1
+    except HaltServer as exc:
+        log.error("cannot start: %s", exc)
+        return exc.exit_code

@@ -1,0 +1,170 @@
+"""Postfix policy delegation protocol: bytes -> PolicyRequest, action -> bytes. Pure, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from apd.address import domain_of, is_email, strip_extension
+
+# Attributes Postfix 2.1-3.12 may send (protocol.md §1.2); anything else is dropped.
+KNOWN_ATTRIBUTES = frozenset(
+    """request protocol_state protocol_name helo_name queue_id sender recipient recipient_count
+    client_address client_name reverse_client_name instance sasl_method sasl_username sasl_sender
+    size ccert_subject ccert_issuer ccert_fingerprint encryption_protocol encryption_cipher
+    encryption_keysize etrn_domain stress ccert_pubkey_fingerprint client_port policy_context
+    server_address server_port compatibility_level mail_version tls_sni""".split()
+)
+LOWERCASED = ("sender", "recipient", "sasl_username", "reverse_client_name")
+ADDRESS_FIELDS = ("sender", "recipient", "sasl_username")
+
+MAX_LINE_BYTES = 4096
+MAX_ATTRIBUTES = 100
+MAX_REQUEST_BYTES = 64 * 1024
+
+
+class ProtocolError(Exception):
+    """A framing breach: log it, close the connection, send no reply (Postfix's contract)."""
+
+
+@dataclass
+class PolicyRequest:
+    """One request: the attributes Postfix sent plus iRedAPD's derived keys."""
+
+    attrs: dict[str, str]
+    invalid_reply: str | None = None  # set when an address field fails the email test
+
+    @classmethod
+    def build(cls, raw: dict[str, str], delimiters: tuple[str, ...] = ("+",)) -> "PolicyRequest":
+        attrs = dict(raw)
+        invalid = None
+        for name in ADDRESS_FIELDS:
+            value = attrs.get(name)
+            if value is None:
+                continue
+            attrs[name + "_domain"] = domain_of(value) if value else ""
+            if name != "sasl_username":
+                attrs[name + "_without_ext"] = strip_extension(value, delimiters)
+        for name in (n for n in raw if n in ADDRESS_FIELDS):  # first invalid field in line order
+            value = attrs[name]
+            if value and not is_email(value):
+                invalid = f"DUNNO Error: Invalid {name} address: {value}"
+                break
+        return cls(attrs, invalid)
+
+    def get(self, name: str, default: str = "") -> str:
+        return self.attrs.get(name, default)
+
+    @property
+    def empty(self) -> bool:
+        return not self.attrs
+
+    @property
+    def protocol_state(self) -> str:
+        return self.attrs.get("protocol_state", "").upper()
+
+    @property
+    def sender(self) -> str:
+        return self.attrs.get("sender", "")
+
+    @property
+    def recipient(self) -> str:
+        return self.attrs.get("recipient", "")
+
+    @property
+    def sender_without_ext(self) -> str:
+        return self.attrs.get("sender_without_ext", self.sender)
+
+    @property
+    def recipient_without_ext(self) -> str:
+        return self.attrs.get("recipient_without_ext", self.recipient)
+
+    @property
+    def sender_domain(self) -> str:
+        return self.attrs.get("sender_domain", "")
+
+    @property
+    def recipient_domain(self) -> str:
+        return self.attrs.get("recipient_domain", "")
+
+    @property
+    def sasl_username(self) -> str:
+        return self.attrs.get("sasl_username", "")
+
+    @property
+    def sasl_username_domain(self) -> str:
+        return self.attrs.get("sasl_username_domain", "")
+
+    @property
+    def client_address(self) -> str:
+        return self.attrs.get("client_address", "")
+
+
+@dataclass
+class RequestReader:
+    """Incremental parser: feed it whatever recv() returned, get complete requests back.
+
+    Requests may be split at any byte or pipelined several per read. Lines may end in
+    CRLF. Values that are not UTF-8 are decoded with replacement characters.
+    """
+
+    delimiters: tuple[str, ...] = ("+",)
+    max_line: int = MAX_LINE_BYTES
+    max_attributes: int = MAX_ATTRIBUTES
+    max_request: int = MAX_REQUEST_BYTES
+    _buffer: bytearray = field(default_factory=bytearray)
+    _current: dict[str, str] = field(default_factory=dict)
+    _lines: int = 0
+    _size: int = 0
+
+    @property
+    def in_request(self) -> bool:
+        """True when part of a request has arrived but not its end."""
+        return bool(self._buffer) or self._lines > 0
+
+    def feed(self, data: bytes) -> list[PolicyRequest]:
+        self._buffer += data
+        done: list[PolicyRequest] = []
+        start = 0
+        while True:
+            end = self._buffer.find(b"\n", start)
+            if end < 0:
+                break
+            line = bytes(self._buffer[start:end])
+            start = end + 1
+            request = self._take_line(line)
+            if request is not None:
+                done.append(request)
+        del self._buffer[:start]
+        if len(self._buffer) > self.max_line:
+            raise ProtocolError(f"line longer than {self.max_line} bytes")
+        return done
+
+    def _take_line(self, line: bytes) -> PolicyRequest | None:
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if len(line) > self.max_line:
+            raise ProtocolError(f"line longer than {self.max_line} bytes")
+        if not line:
+            request = PolicyRequest.build(self._current, self.delimiters)
+            self._current, self._lines, self._size = {}, 0, 0
+            return request
+        self._lines += 1
+        self._size += len(line) + 1
+        if self._lines > self.max_attributes:
+            raise ProtocolError(f"more than {self.max_attributes} attribute lines in one request")
+        if self._size > self.max_request:
+            raise ProtocolError(f"request larger than {self.max_request} bytes")
+        name, sep, value = line.decode("utf-8", "replace").partition("=")
+        if not sep or name not in KNOWN_ATTRIBUTES:
+            return None
+        if name in LOWERCASED:
+            value = value.lower()
+        self._current.pop(name, None)  # keep line order of the last occurrence
+        self._current[name] = value
+        return None
+
+
+def format_reply(action: str) -> bytes:
+    """``action=<ACTION>\\n\\n``; newlines in the text could desynchronise Postfix, so they go."""
+    clean = action.replace("\r", " ").replace("\n", " ")
+    return b"action=" + clean.encode("utf-8", "replace") + b"\n\n"

@@ -1,0 +1,539 @@
+"""Every apd setting, declared once, and the loader for iRedAPD-style settings files.
+
+The site file is Python in form (an iRedAPD ``settings.py`` loads unchanged), but it
+is *read*, not executed: plain assignments of literals, ``NAME[key] = literal`` on
+dict settings, ``+=`` on lists and the ``from libs.default_settings import *`` line.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import ipaddress
+import os
+import socket
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+EX_CONFIG = 78  # os.EX_CONFIG: systemd's RestartPreventExitStatus=78 stops a restart loop
+
+DEFAULT_SETTINGS_PATH = "/etc/apd/settings.py"
+
+
+class ConfigError(Exception):
+    """One or more invalid settings; ``problems`` holds one line per problem."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+# --- value converters: return the normalised value or raise ValueError(expected form)
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("expected an integer")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value.strip())
+    raise ValueError("expected an integer")
+
+
+def _port(value: Any) -> int:
+    try:
+        port = _int(value)
+    except ValueError:
+        raise ValueError("expected a TCP port number (1-65535), as int or string") from None
+    if not 0 < port < 65536:
+        raise ValueError("expected a TCP port number (1-65535), as int or string")
+    return port
+
+
+def _nonneg_int(unit: str) -> Callable[[Any], int]:
+    def convert(value: Any) -> int:
+        try:
+            number = _int(value)
+        except ValueError:
+            raise ValueError(f"expected {unit} as an integer") from None
+        if number < 0:
+            raise ValueError(f"expected {unit} as an integer >= 0")
+        return number
+
+    return convert
+
+
+def _positive_number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError("expected a number of seconds")
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError("expected a number of seconds") from None
+    if number <= 0:
+        raise ValueError("expected a number of seconds > 0")
+    return number
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no"):
+        return value.lower() in ("true", "yes")
+    raise ValueError("expected True or False")
+
+
+def _str(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise ValueError("expected a string")
+
+
+def _str_list(value: Any) -> tuple[str, ...]:
+    if isinstance(value, (list, tuple, set)) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise ValueError("expected a list of strings")
+
+
+def _choice(*choices: str) -> Callable[[Any], str]:
+    def convert(value: Any) -> str:
+        if isinstance(value, str) and value.lower() in choices:
+            return value.lower()
+        raise ValueError("expected one of " + ", ".join(repr(c) for c in choices))
+
+    return convert
+
+
+def _priorities(value: Any) -> dict[str, int]:
+    if isinstance(value, dict) and all(
+        isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) for k, v in value.items()
+    ):
+        return dict(value)
+    raise ValueError("expected a dict of plugin name -> integer priority")
+
+
+def _networks(value: Any) -> tuple[str, ...]:
+    entries = _str_list(value)
+    for entry in entries:
+        if "/" in entry:
+            try:
+                ipaddress.ip_network(entry, strict=True)
+            except ValueError:
+                raise ValueError(
+                    f"expected IPs, wildcard IPv4 or CIDR networks; {entry!r} is not a valid network"
+                ) from None
+    return entries
+
+
+def _nameservers(value: Any) -> tuple[str, ...]:
+    entries = _str_list(value)
+    for entry in entries:
+        host, port = split_host_port(entry)
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(f"expected a list of 'ip' or 'ip:port'; {entry!r} is not") from None
+        if port is not None and not 0 < port < 65536:
+            raise ValueError(f"expected a list of 'ip' or 'ip:port'; {entry!r} has a bad port")
+    return entries
+
+
+def split_host_port(entry: str) -> tuple[str, int | None]:
+    """'1.2.3.4:53' -> ('1.2.3.4', 53); '[::1]:53' -> ('::1', 53); '::1' -> ('::1', None)."""
+    if entry.startswith("["):
+        host, _, rest = entry[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else None
+    if entry.count(":") == 1:
+        host, port = entry.split(":")
+        return host, int(port) if port.isdigit() else -1
+    return entry, None
+
+
+def _any(value: Any) -> Any:
+    return value
+
+
+def _action(value: Any) -> str:
+    text = _str(value).strip()
+    if text.upper() == "DUNNO" or text[:3].isdigit() and text[0] == "4":
+        return text
+    raise ValueError("expected 'DUNNO' or a temporary failure such as '451 4.3.0 text'")
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    convert: Callable[[Any], Any]
+    default: Any
+    doc: str
+
+
+DEFAULT_PLUGINS = (
+    "reject_null_sender",
+    "wblist_rdns",
+    "reject_sender_login_mismatch",
+    "greylisting",
+    "throttle",
+    "amavisd_wblist",
+    "sql_alias_access_policy",
+)
+
+_S = Setting
+REGISTRY: tuple[Setting, ...] = (
+    # daemon
+    _S("listen_address", _str, "127.0.0.1", "Address the policy service binds to (IPv4 or IPv6)."),
+    _S("listen_port", _port, 7777, "Port of the policy service."),
+    _S("srs_forward_port", _port, 7778, "tcp_table port for SRS sender rewriting."),
+    _S("srs_reverse_port", _port, 7779, "tcp_table port for SRS reverse rewriting."),
+    _S("run_as_user", _str, "apd", "Account to switch to after binding, when started as root."),
+    _S("pid_file", _str, "", "Write the master's pid here when set (apd runs in the foreground)."),
+    _S("log_level", _choice("debug", "info", "warning", "error", "critical"), "info", "Logging level."),
+    _S("backend", _choice("sqlite", "mysql", "pgsql", "ldap"), "sqlite", "Account backend."),
+    _S("plugins", _str_list, DEFAULT_PLUGINS, "Enabled checks (iRedAPD plugin names)."),
+    _S("srs_secrets", _str_list, (), "SRS HMAC secrets; the first signs."),
+    _S("srs_domain", _str, "", "Domain used in SRS-rewritten addresses."),
+    # apd additions
+    _S("workers", _nonneg_int("a worker count"), 0, "Worker processes; 0 means 2 x CPUs."),
+    _S("sqlite_db_path", _str, "", "SQLite database file for backend 'sqlite' (default: a state dir)."),
+    _S("DNS_NAMESERVERS", _nameservers, (), "Nameservers ('ip' or 'ip:port') for every DNS lookup."),
+    _S("STORE_FAILURE_ACTION", _action, "DUNNO", "Answer when a database is down: DUNNO or a 4xx."),
+    _S("SQL_QUERY_TIMEOUT", _positive_number, 5.0, "Seconds a database connect or query may take."),
+    _S("CUSTOM_CHECKS_DIR", _str, "", "Folder with custom_*.py checks."),
+    _S("GREYLISTING_TRACK_IPV4_PREFIX", _nonneg_int("a prefix length"), 32, "Track IPv4 clients per /N."),
+    _S("GREYLISTING_TRACK_IPV6_PREFIX", _nonneg_int("a prefix length"), 128, "Track IPv6 clients per /N."),
+    # LDAP
+    _S("ldap_uri", _str, "ldap://127.0.0.1:389", "LDAP server URI."),
+    _S("ldap_basedn", _str, "o=domains,dc=iredmail,dc=org", "Base DN of the mail domains."),
+    _S("ldap_binddn", _str, "cn=vmail,dc=iredmail,dc=org", "Bind DN."),
+    _S("ldap_bindpw", _str, "password", "Bind password."),
+    _S("ldap_enable_tls", _bool, False, "StartTLS after connecting."),
+    # SQL databases
+    *(
+        _S(f"{db}_db_{key}", conv, default, f"{key} of the {db} database.")
+        for db in ("vmail", "amavisd", "iredapd")
+        for key, conv, default in (
+            ("server", _str, "127.0.0.1"),
+            ("port", _port, 3306),
+            ("name", _str, db),
+            ("user", _str, db),
+            ("password", _str, "password"),
+            ("use_ssl", _bool, False),
+        )
+    ),
+    _S("mlmmjadmin_api_endpoint", _str, "http://127.0.0.1:7790/api", "mlmmjadmin API base URL."),
+    _S("mlmmjadmin_api_auth_token", _str, "", "mlmmjadmin API token."),
+    # logging
+    _S("SYSLOG_SERVER", _str, "/dev/log", "Syslog socket path, or host for UDP syslog."),
+    _S("SYSLOG_PORT", _port, 514, "Port for remote syslog."),
+    _S("SYSLOG_FACILITY", _str, "local5", "Syslog facility."),
+    _S("LOG_SMTP_SESSIONS", _bool, True, "Write rows into smtp_sessions."),
+    _S("LOG_SMTP_SESSIONS_EXPIRE_DAYS", _nonneg_int("days"), 7, "Days smtp_sessions rows are kept."),
+    _S("LOG_SMTP_SESSIONS_BYPASS_DUNNO", _bool, False, "Do not log DUNNO answers."),
+    _S("LOG_SMTP_SESSIONS_BYPASS_GREYLISTING", _bool, False, "Do not log greylisting answers."),
+    _S("LOG_SMTP_SESSIONS_BYPASS_WHITELIST", _bool, False, "Do not log OK answers."),
+    # framework
+    _S("PLUGIN_PRIORITIES", _priorities, {}, "Extra or overriding check priorities (larger first)."),
+    _S("MYNETWORKS", _networks, (), "Trusted clients: IPs, wildcard IPv4, CIDR networks."),
+    _S("RECIPIENT_DELIMITERS", _str_list, ("+",), "Address extension delimiters."),
+    _S("ENABLE_ALL_WILDCARD_IP", _bool, False, "All ten wildcard forms of a client IPv4."),
+    _S("TRACKING_EXPIRE_SECONDS", _int, 10, "Obsolete; never read."),
+    _S("SQL_CONNECTION_POOL_SIZE", _int, 10, "Ignored: apd keeps one connection per database per worker."),
+    _S("SQL_CONNECTION_MAX_OVERFLOW", _int, 10, "Ignored (see SQL_CONNECTION_POOL_SIZE)."),
+    _S("SQL_CONNECTION_POOL_RECYCLE", _int, 60, "Ignored (see SQL_CONNECTION_POOL_SIZE)."),
+    _S("SQL_DB_DRIVER", _str, "", "Ignored: apd uses PyMySQL and psycopg2."),
+    # DNS
+    _S("DNS_QUERY_TIMEOUT", _positive_number, 3.0, "Seconds one DNS query may take."),
+    _S("SPF_MAX_DNS_QUERIES", _nonneg_int("a query count"), 20, "DNS lookups allowed in one SPF evaluation."),
+    _S("SPF_TIME_BUDGET", _positive_number, 10.0, "Seconds one whole SPF evaluation may take."),
+    # lists
+    _S("WBLIST_BYPASS_OUTGOING_EMAIL", _bool, False, "Skip outbound wblist for authenticated senders."),
+    _S("WBLIST_DISCARD_INSTEAD_OF_REJECT", _bool, False, "DISCARD instead of REJECT for blacklists."),
+    # password age
+    _S("CHANGE_PASSWORD_DAYS", _nonneg_int("days"), 90, "Maximum password age in days."),
+    _S(
+        "CHANGE_PASSWORD_MESSAGE",
+        _str,
+        "Password expired or never changed, please change your password in webmail before sending email",
+        "Rejection text.",
+    ),
+    _S("CHANGE_PASSWORD_NEVER_EXPIRE_USERS", _str_list, (), "Exempt addresses or domains."),
+    # login mismatch
+    _S("CHECK_FORGED_SENDER", _bool, True, "Reject unauthenticated local senders."),
+    _S("ALLOWED_FORGED_SENDERS", _str_list, (), "Exemptions from the forged-sender check."),
+    _S("CHECK_SPF_IF_LOGIN_MISMATCH", _bool, True, "Accept a forged sender listed in its SPF."),
+    _S("ALLOWED_LOGIN_MISMATCH_SENDERS", _str_list, (), "Users allowed to send as others."),
+    _S("ALLOWED_LOGIN_MISMATCH_STRICTLY", _bool, True, "Allow the user's own aliases."),
+    _S("ALLOWED_LOGIN_MISMATCH_LIST_MEMBER", _bool, False, "Allow list members to send as the list."),
+    _S("MLMMJADMIN_API_AUTH_TOKEN_HEADER_NAME", _str, "X-MLMMJADMIN-API-AUTH-TOKEN", "Token header."),
+    # greylisting
+    _S("GREYLISTING_MESSAGE", _str, "Intentional policy rejection, please try again later", "451 text."),
+    _S("GREYLISTING_TRAINING_MODE", _bool, False, "Track but never greylist."),
+    _S("GREYLISTING_BLOCK_EXPIRE", _nonneg_int("minutes"), 15, "Minutes before a retry passes."),
+    _S("GREYLISTING_AUTH_TRIPLET_EXPIRE", _nonneg_int("days"), 30, "Days a passed client stays passed."),
+    _S("GREYLISTING_UNAUTH_TRIPLET_EXPIRE", _nonneg_int("days"), 1, "Days an unpassed triplet lives."),
+    _S("GREYLISTING_BYPASS_SPF", _bool, True, "No greylisting for clients in the sender's SPF."),
+    # outbound recipient whitelisting
+    _S("WL_RCPT_FOR_GREYLISTING", _bool, True, "Whitelist outbound recipients for greylisting."),
+    _S("WL_RCPT_WITHOUT_SPF", _bool, False, "Also add a direct whitelist entry."),
+    _S("WL_RCPT_LOCAL_ACCOUNT", _str, "user", "Owner of that entry: user, domain or global."),
+    _S("WL_RCPT_RCPT", _str, "user", "What is whitelisted: user or domain."),
+    _S("WL_RCPT_WHITELIST_DOMAIN_FOR_GREYLISTING", _bool, False, "Whitelist the recipient domain."),
+    # throttle
+    _S("THROTTLE_BYPASS_MYNETWORKS", _bool, False, "No throttling for trusted clients."),
+    _S("THROTTLE_BYPASS_LOCAL_RECIPIENT", _bool, True, "No inbound throttling for authenticated mail."),
+    _S("THROTTLE_BYPASS_SAME_DOMAIN", _bool, True, "No throttling when sender and recipient domain match."),
+    # senderscore
+    _S("SENDERSCORE_REJECT_SCORE", _int, 30, "Reject at or below this score."),
+    _S("SENDERSCORE_CACHE_DAYS", _nonneg_int("days"), 2, "Days cached scores are kept."),
+    # notification mail
+    _S("CMD_SENDMAIL", _str, "/usr/sbin/sendmail", "sendmail command for notices."),
+    _S("NOTIFICATION_RECIPIENTS", _str_list, ("root",), "Recipients of notices."),
+    _S("NOTIFICATION_SMTP_SERVER", _str, "localhost", "SMTP host for notices."),
+    _S("NOTIFICATION_SMTP_PORT", _port, 587, "SMTP port for notices."),
+    _S("NOTIFICATION_SMTP_STARTTLS", _bool, True, "STARTTLS for notices."),
+    _S("NOTIFICATION_SMTP_USER", _str, "no-reply@localhost.localdomain", "SMTP login and From."),
+    _S("NOTIFICATION_SMTP_PASSWORD", _str, "", "SMTP password; empty uses CMD_SENDMAIL."),
+    _S("NOTIFICATION_SMTP_DEBUG_LEVEL", _int, 0, "SMTP debug level."),
+    _S("NOTIFICATION_SENDER_NAME", _str, "No Reply", "From display name."),
+    # tools
+    _S("CLEANUP_QUERY_SIZE_LIMIT", _nonneg_int("a row count"), 1000, "Batch size of cleanup deletes."),
+)
+
+BY_NAME: dict[str, Setting] = {s.name: s for s in REGISTRY}
+
+# Names that sample plugins read; accepted without a warning, passed through as they are.
+PASS_THROUGH = frozenset(
+    {"CUSTOM_RELAY_DEFAULT_RELAY", "SPAM_TRAP_ACCOUNTS", "SPAM_TRAP_SMTP_ACTION", "SPAM_TRAP_BLOCK_SENDER"}
+)
+OBSOLETE = frozenset(
+    {
+        "log_action_in_db",
+        "iredadmin_db_server",
+        "iredadmin_db_port",
+        "iredadmin_db_name",
+        "iredadmin_db_user",
+        "iredadmin_db_password",
+    }
+)
+IGNORED_IMPORTS = ("libs.default_settings", "apd.default_settings", "default_settings")
+
+
+class Settings:
+    """Frozen, validated settings. Read as attributes: ``settings.listen_port``."""
+
+    __slots__ = ("_values", "source", "warnings")
+
+    def __init__(self, values: dict[str, Any], source: str = "", warnings: Iterable[str] = ()):
+        object.__setattr__(self, "_values", dict(values))
+        object.__setattr__(self, "source", source)
+        object.__setattr__(self, "warnings", tuple(warnings))
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("Settings are read-only; reload builds a new object")
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self._values.get(name, default)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self._values)
+
+    def replace(self, **changes: Any) -> "Settings":
+        problems = []
+        values = dict(self._values)
+        for name, value in changes.items():
+            setting = BY_NAME.get(name)
+            if setting is None:
+                values[name] = value
+                continue
+            try:
+                values[name] = setting.convert(value)
+            except ValueError as exc:
+                problems.append(f"{name} = {value!r}: {exc}")
+        if problems:
+            raise ConfigError(problems)
+        return Settings(values, self.source, self.warnings)
+
+    @property
+    def worker_count(self) -> int:
+        return self.workers or 2 * (os.cpu_count() or 1)
+
+    @property
+    def hostname(self) -> str:
+        return socket.gethostname()
+
+
+def defaults() -> Settings:
+    return Settings({s.name: s.default for s in REGISTRY}, source="(built-in defaults)")
+
+
+def settings_path(cli_path: str | None) -> str | None:
+    """-c FILE, else $APD_SETTINGS, else /etc/apd/settings.py if present, else None (defaults)."""
+    if cli_path:
+        return cli_path
+    if os.environ.get("APD_SETTINGS"):
+        return os.environ["APD_SETTINGS"]
+    if os.path.exists(DEFAULT_SETTINGS_PATH):
+        return DEFAULT_SETTINGS_PATH
+    return None
+
+
+def load(path: str | None) -> Settings:
+    """Load a settings file over the defaults; raise ConfigError listing every problem."""
+    if path is None:
+        return defaults()
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read settings file: {exc.strerror}"]) from None
+    return parse(text, path)
+
+
+def parse(text: str, path: str = "<settings>") -> Settings:
+    raw, lines, problems, warnings = _read_assignments(text, path)
+    values = {s.name: s.default for s in REGISTRY}
+    for name, value in raw.items():
+        setting = BY_NAME.get(name)
+        where = f"{path}:{lines[name]}"
+        if setting is None:
+            if name in OBSOLETE:
+                warnings.append(f"{where}: {name} is obsolete and ignored")
+            elif name not in PASS_THROUGH:
+                hint = difflib.get_close_matches(name, list(BY_NAME), n=1)
+                suggestion = f"; did you mean {hint[0]}?" if hint else ""
+                warnings.append(f"{where}: unknown setting {name}{suggestion}")
+            values[name] = value
+            continue
+        try:
+            values[name] = setting.convert(value)
+        except ValueError as exc:
+            problems.append(f"{where}: {name} = {value!r}: {exc}")
+    if problems:
+        raise ConfigError(problems)
+    return Settings(values, source=path, warnings=warnings)
+
+
+class _Unsupported(Exception):
+    pass
+
+
+def _read_assignments(text: str, path: str) -> tuple[dict[str, Any], dict[str, int], list[str], list[str]]:
+    """Evaluate the safe subset of Python that settings files use."""
+    try:
+        tree = ast.parse(text, filename=path)
+    except SyntaxError as exc:
+        raise ConfigError([f"{path}:{exc.lineno}: syntax error: {exc.msg}"]) from None
+    raw: dict[str, Any] = {}
+    lines: dict[str, int] = {}
+    problems: list[str] = []
+    warnings: list[str] = []
+
+    def current(name: str) -> Any:
+        if name in raw:
+            return raw[name]
+        if name in BY_NAME:
+            default = BY_NAME[name].default
+            return list(default) if isinstance(default, tuple) else (dict(default) if isinstance(default, dict) else default)
+        raise _Unsupported(f"name {name} is not defined")
+
+    def evaluate(node: ast.AST) -> Any:
+        if isinstance(node, ast.Name):
+            return current(node.id)
+        if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub, ast.Mult)):
+            left, right = evaluate(node.left), evaluate(node.right)
+            if isinstance(node.op, ast.Add):
+                return left + right
+            if isinstance(node.op, ast.Sub):
+                return left - right
+            return left * right
+        if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+            items = [evaluate(e) for e in node.elts]
+            return items if isinstance(node, ast.List) else (tuple(items) if isinstance(node, ast.Tuple) else set(items))
+        if isinstance(node, ast.Dict):
+            return {evaluate(k): evaluate(v) for k, v in zip(node.keys, node.values)}
+        try:
+            return ast.literal_eval(node)
+        except ValueError:
+            raise _Unsupported("only literal values can be used here") from None
+
+    for stmt in tree.body:
+        try:
+            if isinstance(stmt, ast.ImportFrom) and stmt.module in IGNORED_IMPORTS:
+                continue
+            if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+                warnings.append(f"{path}:{stmt.lineno}: import ignored (settings files are read, not run)")
+                continue
+            if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
+                continue  # docstring
+            if isinstance(stmt, ast.Assign):
+                value = evaluate(stmt.value)
+                for target in stmt.targets:
+                    _assign(target, value, raw, lines, stmt.lineno, current, evaluate)
+                continue
+            if isinstance(stmt, ast.AnnAssign) and stmt.value is not None:
+                _assign(stmt.target, evaluate(stmt.value), raw, lines, stmt.lineno, current, evaluate)
+                continue
+            if isinstance(stmt, ast.AugAssign) and isinstance(stmt.target, ast.Name):
+                name = stmt.target.id
+                value = evaluate(ast.BinOp(left=stmt.target, op=stmt.op, right=stmt.value))
+                raw[name], lines[name] = value, stmt.lineno
+                continue
+            if (
+                isinstance(stmt, ast.Expr)
+                and isinstance(stmt.value, ast.Call)
+                and isinstance(stmt.value.func, ast.Attribute)
+                and isinstance(stmt.value.func.value, ast.Name)
+                and stmt.value.func.attr in ("append", "extend")
+            ):
+                name = stmt.value.func.value.id
+                container = list(current(name))
+                args = [evaluate(a) for a in stmt.value.args]
+                container.append(args[0]) if stmt.value.func.attr == "append" else container.extend(args[0])
+                raw[name], lines[name] = container, stmt.lineno
+                continue
+            raise _Unsupported("unsupported statement; use NAME = value")
+        except _Unsupported as exc:
+            problems.append(f"{path}:{stmt.lineno}: {exc}")
+        except (TypeError, KeyError) as exc:
+            problems.append(f"{path}:{stmt.lineno}: cannot evaluate: {exc}")
+    if problems:
+        raise ConfigError(problems)
+    return raw, lines, problems, warnings
+
+
+def _assign(target, value, raw, lines, lineno, current, evaluate) -> None:
+    if isinstance(target, ast.Name):
+        raw[target.id], lines[target.id] = value, lineno
+        return
+    if isinstance(target, ast.Subscript) and isinstance(target.value, ast.Name):
+        name = target.value.id
+        container = current(name)
+        if not isinstance(container, dict):
+            raise _Unsupported(f"{name} is not a dict; item assignment needs a dict setting")
+        container = dict(container)
+        container[evaluate(target.slice)] = value
+        raw[name], lines[name] = container, lineno
+        return
+    raise _Unsupported("unsupported assignment target; use NAME = value")
+
+
+def describe(settings: Settings) -> str:
+    """postconf-like dump: one NAME = value line per setting (secrets masked)."""
+    out = []
+    for setting in REGISTRY:
+        value = settings.get(setting.name)
+        if "password" in setting.name.lower() or setting.name in ("ldap_bindpw", "srs_secrets"):
+            value = "********" if value else value
+        out.append(f"{setting.name} = {value!r}")
+    return "\n".join(out)

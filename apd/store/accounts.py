@@ -1,0 +1,35 @@
+"""Mail-account facts from the vmail SQL database (schemas.md §3.2)."""
+
+from __future__ import annotations
+
+from apd.address import is_domain
+from apd.store.base import Database
+
+
+class SqlAccounts:
+    """Account lookups every check may need; the LDAP backend offers the same methods."""
+
+    def __init__(self, db: Database):
+        self.db = db
+
+    def is_local_domain(self, domain: str, include_alias: bool = True, include_backupmx: bool = True) -> bool:
+        if not is_domain(domain):
+            return False
+        sql = "SELECT domain FROM domain WHERE domain = %s AND active = 1"
+        if not include_backupmx:
+            sql += " AND backupmx = 0"
+        if self.db.query_one(sql + " LIMIT 1", (domain,)):
+            return True
+        return include_alias and self.alias_target(domain) is not None
+
+    def alias_target(self, domain: str) -> str | None:
+        domain = domain.lower()
+        if not is_domain(domain):
+            return None
+        row = self.db.query_one(
+            "SELECT alias_domain.target_domain FROM alias_domain, domain"
+            " WHERE domain.active = 1 AND domain.domain = alias_domain.target_domain"
+            " AND alias_domain.alias_domain = %s LIMIT 1",
+            (domain,),
+        )
+        return str(row[0]).lower() if row else None

@@ -1,0 +1,66 @@
+"""Embedded SQLite backend (stdlib sqlite3): the default, one file holding every table."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from importlib import resources
+from typing import Any
+
+from apd.store.base import Database, Dialect
+
+
+class SqliteDialect(Dialect):
+    name = "sqlite"
+    placeholder = "?"
+
+    def __init__(self, path: str, timeout: float = 5.0):
+        self.path = path
+        self.timeout = timeout
+
+    def connect(self) -> sqlite3.Connection:
+        directory = os.path.dirname(self.path)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+        # isolation_level=None: autocommit; transactions are explicit (BEGIN IMMEDIATE).
+        return sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
+
+    def prepare_connection(self, conn: Any) -> None:
+        conn.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
+
+    def driver_errors(self) -> tuple[type[BaseException], ...]:
+        return (sqlite3.Error,)
+
+    def classify(self, exc: BaseException) -> str:
+        if isinstance(exc, sqlite3.IntegrityError):
+            return "duplicate" if "UNIQUE" in str(exc) or "PRIMARY KEY" in str(exc) else "error"
+        if isinstance(exc, sqlite3.OperationalError):
+            text = str(exc)
+            if "locked" in text or "unable to open" in text or "disk I/O" in text or "busy" in text:
+                return "unavailable"
+        return "error"
+
+    def begin_sql(self) -> str:
+        return "BEGIN IMMEDIATE"  # take the write lock up front: read-modify-write stays exact
+
+
+def default_path() -> str:
+    if os.geteuid() == 0:
+        return "/var/lib/apd/apd.sqlite3"
+    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(state, "apd", "apd.sqlite3")
+
+
+def ddl() -> str:
+    return resources.files("apd.store").joinpath("ddl/sqlite.sql").read_text(encoding="utf-8")
+
+
+def open_database(path: str, timeout: float) -> Database:
+    return Database(f"sqlite:{path}", SqliteDialect(path, timeout))
+
+
+def initialise(db: Database) -> None:
+    """Create every table that is missing (idempotent)."""
+    db.run_script(ddl())

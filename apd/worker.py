@@ -1,0 +1,146 @@
+"""A worker process: accept, park idle connections in a selector, answer requests one at a time."""
+
+from __future__ import annotations
+
+import logging
+import os
+import selectors
+import signal
+import socket
+import time
+from typing import Any
+
+from apd import checks as check_registry
+from apd.policy import Policy, describe
+from apd.protocol import PolicyRequest, RequestReader
+from apd.server import IDLE_TIMEOUT, Connection
+from apd.store import open_store
+
+log = logging.getLogger(__name__)
+
+STOP_GRACE = 10.0  # seconds a stopping worker waits for half-received requests
+TICK = 1.0
+
+
+class Worker:
+    def __init__(self, listeners: list[Any], settings: Any, planned: list[Any], generation: int):
+        self.listeners = listeners
+        self.settings = settings
+        self.planned = planned
+        self.generation = generation
+        self.stopping = False
+        self.parent = os.getppid()
+        self.selector = selectors.DefaultSelector()
+        self.connections: dict[int, Connection] = {}
+
+    def run(self) -> int:
+        wake_r, wake_w = socket.socketpair()
+        wake_r.setblocking(False)
+        wake_w.setblocking(False)
+        signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        store = open_store(self.settings)
+        checks = check_registry.instantiate(self.planned, self.settings, store)
+        self.policy = Policy(checks, self.settings, store)
+        self.selector.register(wake_r, selectors.EVENT_READ, "wake")
+        for listener in self.listeners:
+            self.selector.register(listener.socket, selectors.EVENT_READ, listener)
+        try:
+            self._loop(wake_r)
+        finally:
+            for conn in list(self.connections.values()):
+                conn.close()
+            for check in checks:
+                check.close()
+            store.close()
+        return 0
+
+    def _on_stop(self, signum: int, frame: Any) -> None:
+        self.stopping = True  # only a flag: no logging or I/O in a signal handler
+
+    def _loop(self, wake: socket.socket) -> None:
+        stop_deadline = None
+        last_sweep = time.monotonic()
+        while True:
+            if self.stopping and stop_deadline is None:
+                stop_deadline = time.monotonic() + STOP_GRACE
+                self._begin_stop()
+            if stop_deadline is not None and (not self.connections or time.monotonic() > stop_deadline):
+                return
+            for key, _ in self.selector.select(TICK):
+                target = key.data
+                if target == "wake":
+                    try:
+                        wake.recv(512)
+                    except BlockingIOError:
+                        pass
+                elif isinstance(target, Connection):
+                    self._serve(target)
+                else:
+                    self._accept(target)
+            now = time.monotonic()
+            if now - last_sweep >= TICK:
+                last_sweep = now
+                if os.getppid() != self.parent:
+                    log.error("master went away; worker %d exits", os.getpid())
+                    return
+                self._close_idle(now)
+
+    def _begin_stop(self) -> None:
+        """Stop accepting; answer what has arrived; keep only connections mid-request."""
+        for listener in self.listeners:
+            self.selector.unregister(listener.socket)
+        for conn in list(self.connections.values()):
+            self._serve(conn)
+        for conn in list(self.connections.values()):
+            if not conn.reader.in_request:
+                self._drop(conn)
+
+    def _accept(self, listener: Any) -> None:
+        for _ in range(64):  # a burst of new clients is taken in one go
+            try:
+                sock, peer = listener.socket.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.warning("accept failed: %s", exc)
+                return
+            reader = RequestReader(delimiters=tuple(self.settings.RECIPIENT_DELIMITERS))
+            conn = Connection(sock, peer, reader, time.monotonic())
+            self.connections[conn.fileno()] = conn
+            self.selector.register(sock, selectors.EVENT_READ, conn)
+
+    def _serve(self, conn: Connection) -> None:
+        keep = conn.serve_ready(self._answer, time.monotonic())
+        if not keep or (self.stopping and not conn.reader.in_request):
+            self._drop(conn)
+
+    def _answer(self, request: PolicyRequest) -> str | None:
+        if not request.empty and not request.invalid_reply and "protocol_state" not in request.attrs:
+            log.warning("request without protocol_state; closing the connection without a reply")
+            return None
+        now = time.time()
+        decision = self.policy.decide(request, now)
+        if not request.empty:
+            log.info("%s", describe(request, decision))
+            if not request.invalid_reply:
+                self.policy.log_session(request, decision.action, now)
+        return decision.action
+
+    def _close_idle(self, now: float) -> None:
+        for conn in list(self.connections.values()):
+            if now - conn.last_active > IDLE_TIMEOUT:
+                self._drop(conn)
+
+    def _drop(self, conn: Connection) -> None:
+        fd = conn.fileno()
+        if fd in self.connections:
+            del self.connections[fd]
+            try:
+                self.selector.unregister(conn.sock)
+            except (KeyError, ValueError):
+                pass
+        conn.close()

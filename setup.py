@@ -1,0 +1,18 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="apd",
+    version="0.1.0",
+    description="Postfix SMTP access-policy server, drop-in compatible with iRedAPD",
+    packages=find_packages(include=["apd", "apd.*", "admin"]),
+    package_data={"apd.store": ["ddl/*.sql", "ddl/*/*.sql"]},
+    python_requires=">=3.9",
+    install_requires=["dnspython>=2.0", "py-radix==1.1.0"],
+    extras_require={
+        "mysql": ["PyMySQL>=1.0"],
+        "pgsql": ["psycopg2-binary>=2.9"],
+        "ldap": ["python-ldap>=3.4"],
+        "test": ["pytest>=7"],
+    },
+    entry_points={"console_scripts": ["apd = apd.cli:main"]},
+)
