@@ -1,0 +1,50 @@
+"""What every admin CLI shares: the settings file, the store, messages and exit codes.
+
+Each tool: ``args = parse(...)``; ``store = open_tool_store(args.config)``; do the work through
+repository methods; print results to stdout, errors to stderr; return an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, NoReturn
+
+from apd import settings as settings_module
+from apd.errors import StoreError
+from apd.store import Store, open_store, resolve_paths
+
+EXIT_OK = 0
+EXIT_ERROR = 1  # invalid input or a failed operation
+EXIT_USAGE = 2
+
+
+def add_config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--config", metavar="FILE", help="apd settings file (default: $APD_SETTINGS, /etc/apd/settings.py)")
+
+
+def load_settings(config: str | None) -> Any:
+    try:
+        return resolve_paths(settings_module.load(settings_module.settings_path(config)))
+    except settings_module.ConfigError as exc:
+        for problem in exc.problems:
+            print(f"<<< ERROR >>> {problem}", file=sys.stderr)
+        sys.exit(settings_module.EX_CONFIG)
+
+
+def open_tool_store(settings: Any) -> Store:
+    """Open the store; for the embedded SQLite store, create the tables if this is the first use."""
+    store = open_store(settings)
+    if settings.backend == "sqlite":
+        from apd.store import sqlite
+
+        try:
+            sqlite.initialise(store.iredapd)
+        except StoreError as exc:
+            fail(f"cannot open the SQLite database: {exc}")
+    return store
+
+
+def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
+    print(message, file=sys.stderr)
+    sys.exit(code)
