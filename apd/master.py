@@ -257,6 +257,9 @@ def drop_privileges(user_name: str) -> None:
     if user is None:
         log.warning("run_as_user %r does not exist; running as 'nobody' instead", user_name)
         user = pwd.getpwnam("nobody")
+    if user.pw_uid == 0:
+        log.warning("run_as_user %r is root: not dropping privileges", user_name)
+        return
     os.setgroups([])
     os.initgroups(user.pw_name, user.pw_gid)
     os.setgid(user.pw_gid)

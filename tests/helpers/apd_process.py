@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import signal
 import socket
 import subprocess
@@ -41,6 +42,8 @@ class ApdProcess:
         settings.setdefault("backend", "sqlite")
         settings.setdefault("sqlite_db_path", str(self.workdir / "apd.sqlite3"))
         settings.setdefault("log_level", "info")
+        # Test dirs under a root-only temp folder: stay as the test user unless a test asks otherwise.
+        settings.setdefault("run_as_user", pwd.getpwuid(os.getuid()).pw_name)
         settings.setdefault("DNS_NAMESERVERS", ["127.0.0.1:9"])  # never the system resolver
         self.settings = settings
         self.host = settings["listen_address"].split(",")[0].strip()
