@@ -88,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     target = args.log_to or ("stderr" if sys.stderr.isatty() else "syslog")
     setup_logging(settings, target)
     if args.init_db:
-        from apd.store import init_db
         from apd.errors import StoreError
+        from apd.store import init_db
 
         try:
             for line in init_db(settings):

@@ -111,7 +111,7 @@ class Master:
 
     def _log_start(self) -> None:
         names = ", ".join(f"{p.name}({p.priority})" for p in self.planned) or "(none)"
-        addresses = ", ".join(f"{l.server_address[0]}:{l.server_address[1]}" for l in self.listeners)
+        addresses = ", ".join(f"{s.server_address[0]}:{s.server_address[1]}" for s in self.listeners)
         log.info(
             "Starting apd (backend: %s), listening on %s with %d workers; checks: %s",
             self.settings.backend,

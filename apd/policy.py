@@ -25,11 +25,20 @@ class Decision:
     millis: float
 
 
+def ends_chain(result: str | None) -> bool:
+    """iRedAPD's rule: a result not starting with the exact prefix ``DUNNO`` ends the chain.
+
+    None means "no opinion" (an iRedAPD plugin returning None fails, which counts as DUNNO).
+    An empty string ends the chain too; iRedAPD then answers DUNNO.
+    """
+    return result is not None and not result.startswith("DUNNO")
+
+
 def combine(results: Sequence[str | None]) -> str:
-    """Pure form of the rule: the first result not starting with ``DUNNO`` wins, else DUNNO."""
+    """Pure form of the rule: the first result that ends the chain wins, else DUNNO."""
     for result in results:
-        if result and not result.startswith("DUNNO"):
-            return result
+        if ends_chain(result):
+            return result or replies.DUNNO
     return replies.DUNNO
 
 
@@ -69,10 +78,10 @@ class Policy:
                     return self.failure_action, check.name
                 continue
             except Exception:
-                log.exception("<!> Error while applying check %r; counted as DUNNO", check.name)
+                log.exception("<!> Error while applying plugin '%s' (counted as DUNNO)", check.name)
                 continue
-            if result and not result.startswith("DUNNO"):
-                return result, check.name
+            if ends_chain(result):
+                return result or replies.DUNNO, check.name
         return replies.DUNNO, ""
 
     def log_session(self, request: PolicyRequest, action: str, now: float) -> None:

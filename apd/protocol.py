@@ -105,6 +105,10 @@ class RequestReader:
 
     Requests may be split at any byte or pipelined several per read. Lines may end in
     CRLF. Values that are not UTF-8 are decoded with replacement characters.
+
+    A framing breach (line, attribute count or request size over its bound) is recorded
+    in ``error``: the requests completed before it are still returned, so the caller
+    answers them and then closes the connection; a further ``feed`` raises the error.
     """
 
     delimiters: tuple[str, ...] = ("+",)
@@ -115,6 +119,7 @@ class RequestReader:
     _current: dict[str, str] = field(default_factory=dict)
     _lines: int = 0
     _size: int = 0
+    error: ProtocolError | None = None
 
     @property
     def in_request(self) -> bool:
@@ -122,21 +127,29 @@ class RequestReader:
         return bool(self._buffer) or self._lines > 0
 
     def feed(self, data: bytes) -> list[PolicyRequest]:
+        if self.error is not None:
+            raise self.error
         self._buffer += data
         done: list[PolicyRequest] = []
         start = 0
-        while True:
-            end = self._buffer.find(b"\n", start)
-            if end < 0:
-                break
-            line = bytes(self._buffer[start:end])
-            start = end + 1
-            request = self._take_line(line)
-            if request is not None:
-                done.append(request)
+        try:
+            while True:
+                end = self._buffer.find(b"\n", start)
+                if end < 0:
+                    break
+                line = bytes(self._buffer[start:end])
+                start = end + 1
+                request = self._take_line(line)
+                if request is not None:
+                    done.append(request)
+            # An unfinished line may hold one byte more than the bound: its CR.
+            if len(self._buffer) - start > self.max_line + 1:
+                raise ProtocolError(f"line longer than {self.max_line} bytes")
+        except ProtocolError as exc:
+            self.error = exc
+            self._buffer.clear()
+            return done
         del self._buffer[:start]
-        if len(self._buffer) > self.max_line:
-            raise ProtocolError(f"line longer than {self.max_line} bytes")
         return done
 
     def _take_line(self, line: bytes) -> PolicyRequest | None:
@@ -162,6 +175,11 @@ class RequestReader:
         self._current.pop(name, None)  # keep line order of the last occurrence
         self._current[name] = value
         return None
+
+
+def lacks_protocol_state(request: PolicyRequest) -> bool:
+    """iRedAPD cannot run its plugins without ``protocol_state``: close without a reply (daemon.md §6)."""
+    return not request.empty and request.invalid_reply is None and "protocol_state" not in request.attrs
 
 
 def format_reply(action: str) -> bytes:

@@ -88,12 +88,15 @@ class Connection:
         except ProtocolError as exc:
             log.warning("connection from %s closed: protocol error: %s", self.peer, exc)
             return False
-        for request in requests:
+        for request in requests:  # those completed before a breach are still answered
             action = answer(request)
             if action is None:
                 return False
             if not self._send(format_reply(action)):
                 return False
+        if self.reader.error is not None:
+            log.warning("connection from %s closed: protocol error: %s", self.peer, self.reader.error)
+            return False
         return True
 
     def _send(self, payload: bytes) -> bool:

@@ -12,7 +12,7 @@ from typing import Any
 
 from apd import checks as check_registry
 from apd.policy import Policy, describe
-from apd.protocol import PolicyRequest, RequestReader
+from apd.protocol import PolicyRequest, RequestReader, lacks_protocol_state
 from apd.server import IDLE_TIMEOUT, Connection
 from apd.store import open_store
 
@@ -119,7 +119,7 @@ class Worker:
             self._drop(conn)
 
     def _answer(self, request: PolicyRequest) -> str | None:
-        if not request.empty and not request.invalid_reply and "protocol_state" not in request.attrs:
+        if lacks_protocol_state(request):
             log.warning("request without protocol_state; closing the connection without a reply")
             return None
         now = time.time()

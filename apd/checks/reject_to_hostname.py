@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 
 from apd import replies
+from apd.address import is_strict_ip
 from apd.checks.base import Check
 
 
@@ -26,4 +27,6 @@ class RejectToHostname(Check):
     def check(self, request, ctx):
         if request.sasl_username:
             return None
+        if not is_strict_ip(request.client_address):
+            return None  # iRedAPD's trust test raises on a bad IP, which counts as DUNNO
         return decide("", ctx.client_trusted, request.recipient, request.recipient_domain, self.hostname)
