@@ -47,7 +47,7 @@ test: deps
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS) tests
 
 bench: venv
-	$(PY) bench/run.py $(ARGS)
+	$(PY) -m bench.run $(ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check apd admin tests bench

@@ -1,0 +1,1 @@
+"""make bench: load generator, null policy server, scenarios."""

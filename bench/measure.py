@@ -1,0 +1,124 @@
+"""Run the load cells against one server and collect the figures for the table."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from bench.loadgen import LoadResult, run_load
+from bench.servers import ApdServer, NullServer, peak_rss_kib
+from tests.helpers.policy_client import rcpt, request_bytes
+
+PERSISTENT, CHURN = "persistent", "churn"
+READY_TIMEOUT = 15.0
+
+
+@dataclass(frozen=True)
+class Cell:
+    mode: str  # PERSISTENT or CHURN
+    connections: int
+
+
+@dataclass(frozen=True)
+class Options:
+    duration: float = 4.0
+    warmup: float = 1.0
+    processes: int = 2  # load generator processes
+
+
+@dataclass
+class Row:
+    label: str
+    cell: Cell
+    result: LoadResult
+
+
+@dataclass
+class Measured:
+    label: str
+    rows: list[Row] = field(default_factory=list)
+    rss_kib: dict[int, int] = field(default_factory=dict)  # pid -> peak RSS; the first pid is the master
+    note: str = ""
+
+
+def payload(request: dict[str, str] | None = None) -> bytes:
+    """The request every connection sends: a typical RCPT from an outside client, plus overrides."""
+    return request_bytes(**rcpt(**(request or {})))
+
+
+def measure(label: str, server: Any, cells: Sequence[Cell], options: Options, request: bytes) -> Measured:
+    """Run ``cells`` one after the other against a started ``server`` (address, pid)."""
+    wait_until_answering(server.address, request)
+    measured = Measured(label)
+    for cell in cells:
+        result = run_load(
+            server.address,
+            cell.connections,
+            request,
+            duration=options.duration,
+            warmup=options.warmup,
+            churn=cell.mode == CHURN,
+            processes=options.processes,
+        )
+        measured.rows.append(Row(label, cell, result))
+    measured.rss_kib = peak_rss_kib(server.pid)
+    replies = {row.result.first_reply.decode(errors="replace") for row in measured.rows if row.result.first_reply}
+    measured.note = ", ".join(sorted(replies))
+    return measured
+
+
+def wait_until_answering(address: tuple[str, int], request: bytes, clients: int = 8) -> None:
+    """A listening port is not a ready server (workers may still be importing): ask a real question."""
+    sockets = [socket.create_connection(address, timeout=READY_TIMEOUT) for _ in range(clients)]
+    try:
+        for sock in sockets:
+            sock.sendall(request)
+        for sock in sockets:
+            reply = b""
+            while b"\n\n" not in reply:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    raise RuntimeError(f"server at {address} closed the connection instead of answering")
+                reply += chunk
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def measure_null(
+    cells: Sequence[Cell], options: Options, workers: int, request: bytes, label: str = "null"
+) -> Measured:
+    with NullServer(workers) as server:
+        return measure(label, server, cells, options, request)
+
+
+@contextlib.contextmanager
+def _no_environment(workdir: Path) -> Iterator[dict[str, Any]]:
+    yield {}
+
+
+def measure_apd(
+    label: str,
+    settings: dict[str, Any],
+    cells: Sequence[Cell],
+    options: Options,
+    request: bytes,
+    environment: Any = None,
+) -> Measured:
+    """Start apd with ``settings`` (plus what ``environment(workdir)`` yields), run the cells, stop it.
+
+    ``environment`` is a context manager factory for scenarios that need more than a settings
+    dict: start a database server, fill tables, yield the settings that point apd at it.
+    """
+    with tempfile.TemporaryDirectory(prefix="apd-bench-") as tmp:
+        workdir = Path(tmp)
+        with (environment or _no_environment)(workdir) as extra:
+            with ApdServer(workdir / "apd", {**settings, **extra}) as server:
+                measured = measure(label, server, cells, options, request)
+                if not any(row.result.replies for row in measured.rows):
+                    measured.note += f" NO REPLIES; apd log:\n{server.log_tail()}"
+                return measured

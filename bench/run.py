@@ -1,0 +1,182 @@
+"""``make bench``: apd against a null policy server, same machine, same run, same load generator.
+
+Examples: ``make bench`` (the default table, a few minutes); ``make bench ARGS='--quick'`` (smoke
+run); ``make bench ARGS='--scenario apd-core --connections 50 --churn 0 --duration 10'``;
+``make bench ARGS='--list'``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Sequence
+
+from bench.measure import CHURN, PERSISTENT, Cell, Measured, Options, measure_apd, measure_null, payload
+from bench.scenarios import FULL_TABLE, NULL, SCENARIOS, Scenario, selected
+
+TARGET_LABEL, TARGET_CELL, TARGET_RATIO = "apd-core", Cell(PERSISTENT, 50), 0.70  # issue 2's goal
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bench", description="apd throughput and latency against a null policy server.")
+    p.add_argument("--scenario", action="append", default=[], help="run this scenario (repeatable); see --list")
+    p.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    p.add_argument("--quick", action="store_true", help="smoke run: 0.5 s per cell after 0.2 s warm-up")
+    p.add_argument("--duration", type=float, default=4.0, help="measured seconds per cell (default 4)")
+    p.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds per cell, not counted (default 1)")
+    p.add_argument(
+        "--connections",
+        default="1,10,50,200",
+        help="persistent connection counts of the full table (default 1,10,50,200)",
+    )
+    p.add_argument("--churn", type=int, default=10, help="concurrent clients in churn mode; 0 skips it (default 10)")
+    p.add_argument("--workers", type=int, default=0, help="workers of both servers (default: apd's, 2 x CPUs)")
+    p.add_argument("--processes", type=int, default=2, help="load generator processes (default 2)")
+    return p
+
+
+def full_table(args: argparse.Namespace) -> tuple[Cell, ...]:
+    counts = [int(c) for c in args.connections.split(",") if c.strip()]
+    cells = [Cell(PERSISTENT, c) for c in counts]
+    if args.churn > 0:
+        cells.append(Cell(CHURN, args.churn))
+    return tuple(cells) if (counts or args.churn) else FULL_TABLE
+
+
+def plan(scenarios: Sequence[Scenario], explicit: set[str], table: tuple[Cell, ...]) -> list[tuple[Scenario, list]]:
+    """Cells per scenario. A baseline pulled in only for a ratio runs just the cells it is compared on."""
+    own = {s.label: list(s.cells or table) for s in scenarios}
+    planned = []
+    for scenario in scenarios:
+        if scenario.label in explicit or (not explicit and scenario.default):
+            cells = own[scenario.label]
+        else:
+            wanted = {c for s in scenarios if s.baseline == scenario.label for c in own[s.label]}
+            cells = sorted(wanted, key=_order)
+        planned.append((scenario, cells))
+    return planned
+
+
+def _order(cell: Cell) -> tuple:
+    return (cell.mode != PERSISTENT, cell.connections)
+
+
+def run(scenario: Scenario, cells: list[Cell], options: Options, workers: int) -> Measured:
+    request = payload(scenario.request)
+    if scenario.settings is None:
+        return measure_null(cells, options, workers, request, label=scenario.label)
+    settings = {"workers": workers, **scenario.settings}
+    return measure_apd(scenario.label, settings, cells, options, request, scenario.environment)
+
+
+def rate_of(measured: Measured | None, cell: Cell) -> float:
+    """req/s of ``measured`` in ``cell``; 0.0 when it did not run that cell."""
+    if measured is None:
+        return 0.0
+    return next((row.result.rate for row in measured.rows if row.cell == cell), 0.0)
+
+
+def format_table(results: list[Measured], scenarios: dict[str, Scenario]) -> str:
+    by_label = {m.label: m for m in results}
+    cells = sorted({row.cell for m in results for row in m.rows}, key=_order)
+    width = max(12, *(len(m.label) for m in results))
+    lines = [
+        f"{'server':<{width}} {'mode':<10} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}  ratio",
+    ]
+    for cell in cells:
+        for m in results:
+            for row in m.rows:
+                if row.cell != cell:
+                    continue
+                r = row.result
+                base_label = scenarios[m.label].baseline
+                base_rate = rate_of(by_label.get(base_label), cell)
+                share = f"{r.rate / base_rate:5.2f} x {base_label}" if base_rate else ""
+                lines.append(
+                    f"{m.label:<{width}} {cell.mode:<10} {cell.connections:>5} {r.rate:>9.0f} "
+                    f"{r.percentile(0.5):>8.2f} {r.percentile(0.99):>8.2f} {r.errors:>6}  {share}"
+                )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def format_memory(results: list[Measured]) -> str:
+    lines = ["peak RSS (VmHWM, shared pages counted in every process):"]
+    for m in results:
+        if not m.rss_kib:
+            continue
+        pids = list(m.rss_kib)
+        master, workers = m.rss_kib[pids[0]], [m.rss_kib[p] for p in pids[1:]]
+        biggest = max(workers) if workers else 0
+        lines.append(
+            f"  {m.label}: master {master / 1024:.1f} MiB, {len(workers)} workers max {biggest / 1024:.1f} MiB each, "
+            f"sum {sum(m.rss_kib.values()) / 1024:.1f} MiB"
+        )
+    return "\n".join(lines)
+
+
+def verdict(results: list[Measured]) -> str | None:
+    by_label = {m.label: m for m in results}
+    apd, null = by_label.get(TARGET_LABEL), by_label.get(NULL)
+    if apd is None or null is None:
+        return None
+    apd_rate, null_rate = rate_of(apd, TARGET_CELL), rate_of(null, TARGET_CELL)
+    if not apd_rate or not null_rate:
+        return None
+    share = apd_rate / null_rate
+    state = "met" if share >= TARGET_RATIO else "NOT met"
+    return (
+        f"target: {TARGET_LABEL} at {TARGET_CELL.connections} connections reaches {share:.0%} of the null server's "
+        f"throughput (goal >= {TARGET_RATIO:.0%}): {state}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.list:
+        for s in SCENARIOS:
+            cells = ", ".join(f"{c.mode} {c.connections}" for c in (s.cells or FULL_TABLE))
+            print(f"{s.label:<20} {'default' if s.default else 'on demand':<9}  [{cells}]  {s.doc}")
+        return 0
+    if args.quick:
+        args.duration, args.warmup = 0.5, 0.2
+    options = Options(duration=args.duration, warmup=args.warmup, processes=args.processes)
+    workers = args.workers or 2 * (os.cpu_count() or 1)
+    try:
+        scenarios = selected(args.scenario)
+    except KeyError as exc:
+        print(f"bench: {exc.args[0]}", file=sys.stderr)
+        return 2
+    planned = plan(scenarios, set(args.scenario), full_table(args))
+    print(
+        f"apd bench: {os.cpu_count()} CPUs, {workers} workers per server, {options.processes} load generator "
+        f"processes, {options.duration:g} s per cell after {options.warmup:g} s warm-up, loopback TCP",
+        flush=True,
+    )
+    results: list[Measured] = []
+    started = time.monotonic()
+    for scenario, cells in planned:
+        print(f"  running {scenario.label} ({len(cells)} cells) ...", flush=True)
+        results.append(run(scenario, cells, options, workers))
+    print()
+    print(format_table(results, {s.label: s for s in scenarios}))
+    print(format_memory(results))
+    print()
+    for m in results:
+        print(f"  {m.label}: {scenarios_doc(m.label)}; replies seen: {m.note or '(none)'}")
+    line = verdict(results)
+    if line:
+        print()
+        print(line)
+    print(f"(bench took {time.monotonic() - started:.0f} s)")
+    return 0 if all(any(row.result.replies for row in m.rows) for m in results) else 1
+
+
+def scenarios_doc(label: str) -> str:
+    return next((s.doc for s in SCENARIOS if s.label == label), "")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

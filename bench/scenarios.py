@@ -1,0 +1,91 @@
+"""What ``make bench`` measures: one entry per table block.
+
+To add rows, append a Scenario: a label, the apd settings, which cells to run (None = the full
+table), optionally a request override, the label to compare with, and an ``environment``
+context-manager factory when a database has to be started or filled first. Example::
+
+    Scenario("wblist-100k-sqlite", {"plugins": ["amavisd_wblist"]}, cells=AT_50,
+             environment=fill_wblist_sqlite(100_000), baseline="wblist-100-sqlite", default=False)
+
+``make bench ARGS='--scenario wblist-100-sqlite --scenario wblist-100k-sqlite'`` then runs them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from bench.measure import CHURN, PERSISTENT, Cell
+
+NULL = "null"  # the label of the null policy server
+
+FULL_TABLE = (
+    Cell(PERSISTENT, 1),
+    Cell(PERSISTENT, 10),
+    Cell(PERSISTENT, 50),
+    Cell(PERSISTENT, 200),
+    Cell(CHURN, 10),
+)
+AT_50 = (Cell(PERSISTENT, 50),)
+
+CORE_CHECKS = {"plugins": ["reject_null_sender", "reject_to_hostname"]}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    label: str
+    settings: dict[str, Any] | None  # apd settings; None means the null server
+    cells: tuple[Cell, ...] | None = None  # None: FULL_TABLE (or what --connections asks for)
+    request: dict[str, str] = field(default_factory=dict)  # overrides of the RCPT request
+    baseline: str = NULL  # the ratio column divides by this scenario's figures for the same cell
+    environment: Callable[..., Any] | None = None  # workdir -> context manager yielding extra settings
+    default: bool = True  # run by a plain `make bench`
+    doc: str = ""
+
+
+SCENARIOS = [
+    Scenario(NULL, None, baseline="", doc="stdlib prefork server answering action=DUNNO, no parsing"),
+    Scenario(
+        "apd-core",
+        CORE_CHECKS,
+        doc="issue 2 checks, SQLite backend, LOG_SMTP_SESSIONS default, INFO log line per request to a file",
+    ),
+    Scenario(
+        "apd-core-nolog",
+        {**CORE_CHECKS, "log_level": "warning"},
+        cells=AT_50,
+        doc="as apd-core without the INFO line per decision: the cost of logging",
+    ),
+    Scenario(
+        "apd-core-eom",
+        CORE_CHECKS,
+        cells=AT_50,
+        request={"protocol_state": "END-OF-MESSAGE"},
+        doc="END-OF-MESSAGE requests: each one also writes an smtp_sessions row to SQLite",
+    ),
+]
+
+
+def by_label(label: str) -> Scenario:
+    for scenario in SCENARIOS:
+        if scenario.label == label:
+            return scenario
+    known = ", ".join(s.label for s in SCENARIOS)
+    raise KeyError(f"unknown scenario {label!r}; known: {known}")
+
+
+def selected(labels: list[str]) -> list[Scenario]:
+    """The named scenarios (or the default ones), each preceded by its baseline chain."""
+    chosen = [by_label(label) for label in labels] if labels else [s for s in SCENARIOS if s.default]
+    ordered: list[Scenario] = []
+
+    def add(scenario: Scenario) -> None:
+        if scenario in ordered:
+            return
+        if scenario.baseline:
+            add(by_label(scenario.baseline))
+        ordered.append(scenario)
+
+    for scenario in chosen:
+        add(scenario)
+    return ordered
