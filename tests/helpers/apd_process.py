@@ -33,6 +33,8 @@ def settings_text(values: dict[str, Any]) -> str:
 class ApdProcess:
     """``with ApdProcess(tmp_path, plugins=[...]) as apd: apd.client().ask(...)``"""
 
+    command_prefix: tuple[str, ...] = ()  # run apd through a wrapper (e.g. tests/helpers/postfix.py's hostname wrapper)
+
     def __init__(self, workdir: Path, **settings: Any):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -63,7 +65,7 @@ class ApdProcess:
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "apd", "-c", str(self.settings_path), "--log-to", "stderr"],
+            [*self.command_prefix, sys.executable, "-m", "apd", "-c", str(self.settings_path), "--log-to", "stderr"],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=env,
