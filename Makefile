@@ -59,5 +59,9 @@ wblist-admin: venv
 greylisting-admin: venv
 	$(VENV)/bin/apd-greylisting-admin $(ARGS)
 
+# Regenerate the documented sample settings file from apd/settings.py (REGISTRY).
+conf: venv
+	$(PY) -m apd.sample > conf/settings.py.sample
+
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

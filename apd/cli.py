@@ -21,9 +21,12 @@ FACILITIES = logging.handlers.SysLogHandler.facility_names
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="apd", description="Postfix SMTP access-policy server (iRedAPD compatible).")
-    p.add_argument("-c", "--config", metavar="FILE", help="settings file (default: $APD_SETTINGS, /etc/apd/settings.py)")
+    p.add_argument(
+        "-c", "--config", metavar="FILE", help="settings file (default: $APD_SETTINGS, /etc/apd/settings.py)"
+    )
     p.add_argument("--check-config", action="store_true", help="validate the settings and the check list, then exit")
     p.add_argument("--print-config", action="store_true", help="print every setting with its value, then exit")
+    p.add_argument("--print-sample", action="store_true", help="print a documented sample settings file, then exit")
     p.add_argument("--init-db", action="store_true", help="create apd's tables where missing, then exit")
     p.add_argument(
         "--log-to",
@@ -67,6 +70,11 @@ def _stderr_handler() -> logging.Handler:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.print_sample:
+        from apd.sample import render
+
+        sys.stdout.write(render())
+        return 0
     path = settings_module.settings_path(args.config)
     try:
         settings = settings_module.load(path)

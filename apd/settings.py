@@ -118,16 +118,31 @@ def _priorities(value: Any) -> dict[str, int]:
 
 
 def _networks(value: Any) -> tuple[str, ...]:
-    entries = _str_list(value)
+    try:
+        return _str_list(value)
+    except ValueError:
+        raise ValueError("expected a list of IPs, wildcard IPv4 ('192.0.2.*') or CIDR networks") from None
+
+
+def network_warnings(entries: Iterable[str]) -> list[str]:
+    """MYNETWORKS entries iRedAPD silently ignores: warn (an iRedAPD file must still load)."""
+    warnings = []
     for entry in entries:
-        if "/" in entry:
+        if "/" not in entry:
+            continue
+        try:
+            ipaddress.ip_network(entry, strict=True)
+        except ValueError:
             try:
-                ipaddress.ip_network(entry, strict=True)
+                fixed = ipaddress.ip_network(entry, strict=False)
             except ValueError:
-                raise ValueError(
-                    f"expected IPs, wildcard IPv4 or CIDR networks; {entry!r} is not a valid network"
-                ) from None
-    return entries
+                warnings.append(f"MYNETWORKS entry {entry!r} is not a network and is ignored")
+            else:
+                warnings.append(
+                    f"MYNETWORKS entry {entry!r} has host bits set and is ignored (as iRedAPD does); "
+                    f"perhaps you mean {str(fixed)!r}"
+                )
+    return warnings
 
 
 def _nameservers(value: Any) -> tuple[str, ...]:
@@ -152,6 +167,13 @@ def split_host_port(entry: str) -> tuple[str, int | None]:
         host, port = entry.split(":")
         return host, int(port) if port.isdigit() else -1
     return entry, None
+
+
+_LOG_LEVELS = ("debug", "info", "warning", "warn", "error", "critical", "fatal")
+_FACILITIES = (
+    "auth authpriv cron daemon ftp kern lpr mail news syslog user uucp "
+    "local0 local1 local2 local3 local4 local5 local6 local7"
+).split()
 
 
 def _any(value: Any) -> Any:
@@ -192,7 +214,7 @@ REGISTRY: tuple[Setting, ...] = (
     _S("srs_reverse_port", _port, 7779, "tcp_table port for SRS reverse rewriting."),
     _S("run_as_user", _str, "apd", "Account to switch to after binding, when started as root."),
     _S("pid_file", _str, "", "Write the master's pid here when set (apd runs in the foreground)."),
-    _S("log_level", _choice("debug", "info", "warning", "error", "critical"), "info", "Logging level."),
+    _S("log_level", _choice(*_LOG_LEVELS), "info", "Logging level."),
     _S("backend", _choice("sqlite", "mysql", "pgsql", "ldap"), "sqlite", "Account backend."),
     _S("plugins", _str_list, DEFAULT_PLUGINS, "Enabled checks (iRedAPD plugin names)."),
     _S("srs_secrets", _str_list, (), "SRS HMAC secrets; the first signs."),
@@ -230,7 +252,7 @@ REGISTRY: tuple[Setting, ...] = (
     # logging
     _S("SYSLOG_SERVER", _str, "/dev/log", "Syslog socket path, or host for UDP syslog."),
     _S("SYSLOG_PORT", _port, 514, "Port for remote syslog."),
-    _S("SYSLOG_FACILITY", _str, "local5", "Syslog facility."),
+    _S("SYSLOG_FACILITY", _choice(*_FACILITIES), "local5", "Syslog facility."),
     _S("LOG_SMTP_SESSIONS", _bool, True, "Write rows into smtp_sessions."),
     _S("LOG_SMTP_SESSIONS_EXPIRE_DAYS", _nonneg_int("days"), 7, "Days smtp_sessions rows are kept."),
     _S("LOG_SMTP_SESSIONS_BYPASS_DUNNO", _bool, False, "Do not log DUNNO answers."),
@@ -393,14 +415,15 @@ def load(path: str | None) -> Settings:
     if path is None:
         return defaults()
     try:
-        with open(path, encoding="utf-8") as handle:
+        with open(path, "rb") as handle:
             text = handle.read()
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read settings file: {exc.strerror}"]) from None
     return parse(text, path)
 
 
-def parse(text: str, path: str = "<settings>") -> Settings:
+def parse(text: str | bytes, path: str = "<settings>") -> Settings:
+    """``text`` as bytes honours a BOM or a ``# -*- coding: ... -*-`` line, like Python does."""
     raw, lines, problems, warnings = _read_assignments(text, path)
     values = {s.name: s.default for s in REGISTRY}
     for name, value in raw.items():
@@ -410,9 +433,7 @@ def parse(text: str, path: str = "<settings>") -> Settings:
             if name in OBSOLETE:
                 warnings.append(f"{where}: {name} is obsolete and ignored")
             elif name not in PASS_THROUGH:
-                hint = difflib.get_close_matches(name, list(BY_NAME), n=1)
-                suggestion = f"; did you mean {hint[0]}?" if hint else ""
-                warnings.append(f"{where}: unknown setting {name}{suggestion}")
+                warnings.append(f"{where}: unknown setting {name}{suggest(name)}")
             values[name] = value
             continue
         try:
@@ -421,19 +442,29 @@ def parse(text: str, path: str = "<settings>") -> Settings:
             problems.append(f"{where}: {name} = {value!r}: {exc}")
     if problems:
         raise ConfigError(problems)
+    warnings += [f"{path}:{lines.get('MYNETWORKS', 0)}: {w}" for w in network_warnings(values["MYNETWORKS"])]
     return Settings(values, source=path, warnings=warnings)
+
+
+def suggest(name: str) -> str:
+    """'; did you mean GREYLISTING_BLOCK_EXPIRE?' for a near miss (case ignored), else ''."""
+    by_lower = {known.lower(): known for known in BY_NAME}
+    hint = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.75)
+    return f"; did you mean {by_lower[hint[0]]}?" if hint else ""
 
 
 class _Unsupported(Exception):
     pass
 
 
-def _read_assignments(text: str, path: str) -> tuple[dict[str, Any], dict[str, int], list[str], list[str]]:
+def _read_assignments(text: str | bytes, path: str) -> tuple[dict[str, Any], dict[str, int], list[str], list[str]]:
     """Evaluate the safe subset of Python that settings files use."""
     try:
         tree = ast.parse(text, filename=path)
     except SyntaxError as exc:
-        raise ConfigError([f"{path}:{exc.lineno}: syntax error: {exc.msg}"]) from None
+        raise ConfigError([f"{path}:{exc.lineno or 1}: syntax error: {exc.msg}"]) from None
+    except ValueError as exc:  # e.g. a NUL byte
+        raise ConfigError([f"{path}: cannot parse settings file: {exc}"]) from None
     raw: dict[str, Any] = {}
     lines: dict[str, int] = {}
     problems: list[str] = []
@@ -444,7 +475,11 @@ def _read_assignments(text: str, path: str) -> tuple[dict[str, Any], dict[str, i
             return raw[name]
         if name in BY_NAME:
             default = BY_NAME[name].default
-            return list(default) if isinstance(default, tuple) else (dict(default) if isinstance(default, dict) else default)
+            return (
+                list(default)
+                if isinstance(default, tuple)
+                else (dict(default) if isinstance(default, dict) else default)
+            )
         raise _Unsupported(f"name {name} is not defined")
 
     def evaluate(node: ast.AST) -> Any:
@@ -459,7 +494,9 @@ def _read_assignments(text: str, path: str) -> tuple[dict[str, Any], dict[str, i
             return left * right
         if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
             items = [evaluate(e) for e in node.elts]
-            return items if isinstance(node, ast.List) else (tuple(items) if isinstance(node, ast.Tuple) else set(items))
+            return (
+                items if isinstance(node, ast.List) else (tuple(items) if isinstance(node, ast.Tuple) else set(items))
+            )
         if isinstance(node, ast.Dict):
             return {evaluate(k): evaluate(v) for k, v in zip(node.keys, node.values)}
         try:
@@ -505,10 +542,8 @@ def _read_assignments(text: str, path: str) -> tuple[dict[str, Any], dict[str, i
             raise _Unsupported("unsupported statement; use NAME = value")
         except _Unsupported as exc:
             problems.append(f"{path}:{stmt.lineno}: {exc}")
-        except (TypeError, KeyError) as exc:
+        except (TypeError, KeyError, ValueError) as exc:
             problems.append(f"{path}:{stmt.lineno}: cannot evaluate: {exc}")
-    if problems:
-        raise ConfigError(problems)
     return raw, lines, problems, warnings
 
 
