@@ -234,6 +234,7 @@ REGISTRY: tuple[Setting, ...] = (
     _S("ldap_binddn", _str, "cn=vmail,dc=iredmail,dc=org", "Bind DN."),
     _S("ldap_bindpw", _str, "password", "Bind password."),
     _S("ldap_enable_tls", _bool, False, "StartTLS after connecting."),
+    _S("LDAP_TIMEOUT", _positive_number, 5.0, "Seconds an LDAP connect, bind or search may take."),
     # SQL databases
     *(
         _S(f"{db}_db_{key}", conv, default, f"{key} of the {db} database.")

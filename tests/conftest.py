@@ -16,3 +16,13 @@ def apd_factory(tmp_path):
     yield start
     for proc in started:
         proc.stop()
+
+
+@pytest.fixture(scope="session")
+def slapd_server(tmp_path_factory):
+    """One seeded OpenLDAP slapd for the whole session (API: tests/helpers/slapd.py)."""
+    from tests.helpers.slapd import start_seeded
+
+    server = start_seeded(tmp_path_factory.mktemp("slapd"))
+    yield server
+    server.stop()
