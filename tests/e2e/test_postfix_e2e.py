@@ -76,12 +76,14 @@ def test_end_of_message_request_reaches_apd(postfix_server, hostname_apd):
     assert "recipient_count=2" in line, line
 
 
-def test_xclient_address_is_what_apd_sees(postfix_server, hostname_apd):
+def test_xclient_address_and_name_are_what_apd_sees(postfix_server, hostname_apd):
     rcpt = f"someone@{postfix_server.apd_hostname}"
-    result = postfix_server.send(unique("sender"), [rcpt], client_address="198.51.100.7")
+    result = postfix_server.send(unique("sender"), [rcpt], client_address="198.51.100.7", name="mail.example.org")
 
     assert result.rcpt[rcpt][0] == 554, result
     hostname_apd.wait_for_log("[198.51.100.7] RCPT, ")
+    line = next(x for x in hostname_apd.log().splitlines() if f"-> {rcpt}" in x and "[198.51.100.7]" in x)
+    assert "client_name=mail.example.org" in line and "helo=client.example.net" in line, line
 
 
 def test_client_trusted_by_apd_is_not_rejected(postfix_server):

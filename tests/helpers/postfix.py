@@ -20,7 +20,10 @@ Usage in a test (apd's own settings are free; Postfix is re-pointed at each apd 
         apd.wait_for_log("END-OF-MESSAGE, a@example.net")
 
 A module that wants one apd for all its tests calls ``postfix_server.start_apd(workdir, **settings)`` from a
-module-scoped fixture and stops it at teardown (see tests/e2e/test_postfix_e2e.py). Other helpers:
+module-scoped fixture, stops it at teardown, and re-points Postfix at it before each test with an autouse
+``postfix_server.use_policy(apd.host, apd.port)`` (a no-op when nothing changed), because another module's apd may
+have been used in between (see tests/e2e/test_postfix_e2e.py). With no apd listening, smtpd answers 451 4.3.5.
+Re-pointing reloads Postfix and waits for the old smtpd processes to exit (about half a second). Other helpers:
 
 * ``send(sender, recipients, message=None, client_address=None, **xclient)`` -> ``SmtpResult`` with the replies to
   MAIL, each RCPT and DATA, and the queue id. By default the client connects from 127.0.0.2, since apd (like
