@@ -26,3 +26,23 @@ def slapd_server(tmp_path_factory):
     server = start_seeded(tmp_path_factory.mktemp("slapd"))
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def dns_server(tmp_path_factory):
+    """dnsmasq on 127.0.0.1:<port> serving the fixed ``.test`` zone of tests/helpers/dnsmasq.py.
+
+    ``dns_server.nameserver`` ('127.0.0.1:port') goes into DNS_NAMESERVERS; names under
+    ``slow.test`` are forwarded to ``dns_server.black_hole``, a socket that never answers.
+    """
+    from tests.helpers.dnsmasq import Dnsmasq
+    from tests.helpers.servers import require_binary, unavailable
+
+    binary = require_binary("dnsmasq")
+    server = Dnsmasq(binary, tmp_path_factory.mktemp("dnsmasq"))
+    try:
+        server.start()
+    except RuntimeError as exc:
+        unavailable(f"dnsmasq did not start: {exc}")
+    yield server
+    server.stop()
