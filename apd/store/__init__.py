@@ -26,6 +26,12 @@ class Store:
 
         return SessionLog(self.iredapd)
 
+    @cached_property
+    def greylisting(self):
+        from apd.store.greylisting import GreylistingStore
+
+        return GreylistingStore(self.iredapd)
+
     def databases(self) -> list[Database]:
         seen: list[Database] = []
         for db in (self.vmail, self.amavisd, self.iredapd):

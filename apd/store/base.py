@@ -29,6 +29,9 @@ class Dialect:
     placeholder = "%s"
     # Does '=' on VARCHAR compare case-insensitively (MySQL's *_ci collations)?
     case_insensitive_text = False
+    # Does INSERT ... ON CONFLICT / ON DUPLICATE KEY UPDATE ... RETURNING work? (PostgreSQL,
+    # SQLite >= 3.35, MariaDB >= 10.5: yes; MySQL: no, callers then use a transaction.)
+    supports_upsert_returning = True
 
     def connect(self) -> Any:
         raise NotImplementedError

@@ -1,0 +1,271 @@
+"""Greylisting tables of the iredapd database (schemas.md §1.3-§1.7): settings, whitelists, tracking.
+
+Nothing is cached between requests: a change to any of these tables (greylisting_admin,
+iRedAdmin, plain SQL, another host) applies from the very next request, as in iRedAPD.
+
+Database round trips of one greylisting decision (``Greylisting`` check):
+
+1. ``facts()``: ONE query (UNION ALL) returns the whitelist rows of both whitelist tables
+   that can matter (exact candidates and every network), the settings rows of the
+   recipient candidates, and whether the client has passed before. A whitelisted client,
+   a disabled or absent setting, or an SPF bypass ends here: 1 round trip.
+2. Either ``refresh_passed()`` (previously passed client; one UPDATE) or ``track()``: one
+   atomic ``INSERT ... ON CONFLICT/ON DUPLICATE KEY UPDATE ... RETURNING`` that creates,
+   resets, counts or passes the triplet: 2 round trips. Two hosts seeing the same new
+   triplet at once create one row; neither gets an error.
+3. Only when a triplet passes: ``forget_unpassed()`` deletes the client's unpassed rows
+   (3 round trips, once per client and month).
+
+A server without ``INSERT ... RETURNING`` (MySQL; MariaDB >= 10.5 has it) runs the upsert and a
+SELECT of the row in one transaction instead (BEGIN, upsert, SELECT, COMMIT).
+The alias-domain lookup of the recipient domain (vmail or LDAP) comes on top, memoised per
+request by RequestContext.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from apd.errors import DuplicateKey
+from apd.store.base import Database, in_list
+
+# Row kinds in the UNION ALL of ``facts()``.
+_SPF, _WHITELIST, _SETTING, _PASSED = 1, 2, 3, 4
+
+TRACKING_COLUMNS = (
+    "sender",
+    "recipient",
+    "client_address",
+    "sender_domain",
+    "rcpt_domain",
+    "init_time",
+    "block_expired",
+    "record_expired",
+    "blocked_count",
+    "passed",
+)
+# The triplet state machine of plugins.md step 9, evaluated on the stored row. ``excluded.*``
+# is the proposed new row: init_time = now, block_expired / record_expired = the values of a
+# new unauthenticated triplet. The extra parameter is now + AUTH_EXPIRE.
+#   reset (now > record_expired) | too soon (now < block_expired) | pass (otherwise)
+# MySQL evaluates the assignments left to right and later ones see earlier results, so the
+# two columns every condition reads (block_expired, record_expired) are assigned last, and the
+# 'too soon' test in the last line only runs when block_expired was left unchanged.
+# A reset also clears ``passed`` (iRedAPD keeps it; a passed row never reaches a reset unless
+# two requests race), so ``passed = 1`` after the statement means exactly "this retry passed".
+TRACKING_UPDATE = (
+    "blocked_count = CASE WHEN excluded.init_time > greylisting_tracking.record_expired THEN 1"
+    " WHEN excluded.init_time < greylisting_tracking.block_expired THEN greylisting_tracking.blocked_count + 1 ELSE greylisting_tracking.blocked_count END, "
+    "init_time = CASE WHEN excluded.init_time > greylisting_tracking.record_expired THEN excluded.init_time ELSE greylisting_tracking.init_time END, "
+    "passed = CASE WHEN excluded.init_time > greylisting_tracking.record_expired THEN 0"
+    " WHEN excluded.init_time < greylisting_tracking.block_expired THEN greylisting_tracking.passed ELSE 1 END, "
+    "block_expired = CASE WHEN excluded.init_time > greylisting_tracking.record_expired THEN excluded.block_expired"
+    " ELSE greylisting_tracking.block_expired END, "
+    "record_expired = CASE WHEN excluded.init_time > greylisting_tracking.record_expired THEN excluded.record_expired"
+    " WHEN excluded.init_time < greylisting_tracking.block_expired THEN greylisting_tracking.record_expired ELSE %s END"
+)
+TRACKING_KEY = ("sender", "recipient", "client_address")
+
+
+@dataclass(frozen=True)
+class SettingRow:
+    account: str
+    sender: str
+    priority: int
+    sender_priority: int
+    active: bool
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What one request needs to know before tracking, read in one query."""
+
+    spf_whitelist: tuple[str, ...]  # LOWER(sender) of greylisting_whitelist_domain_spf rows
+    whitelist: tuple[str, ...]  # LOWER(sender) of greylisting_whitelists rows
+    settings: tuple[SettingRow, ...]  # greylisting rows, in database order (sorting is the check's)
+    client_passed: bool
+
+
+@dataclass(frozen=True)
+class Tracked:
+    """The triplet row after ``track()``."""
+
+    passed: bool
+    blocked_count: int
+
+
+@dataclass(frozen=True)
+class Times:
+    """Absolute epoch seconds for one tracking statement."""
+
+    now: int
+    block_expired: int  # now + BLOCK_EXPIRE minutes
+    unauth_expired: int  # now + UNAUTH_TRIPLET_EXPIRE days
+    auth_expired: int  # now + AUTH_TRIPLET_EXPIRE days
+
+
+class GreylistingStore:
+    def __init__(self, db: Database):
+        self.db = db
+
+    # --- the check's statements
+
+    def facts(self, rcpts: Sequence[str], senders: Sequence[str], client_keys: Sequence[str]) -> Facts:
+        """Whitelist rows (exact sender candidates and all networks), settings rows and passed state."""
+        rc, sc, kc = in_list(rcpts), in_list(senders), in_list(client_keys)
+        whitelist_where = f"account IN ({rc}) AND (LOWER(sender) IN ({sc}) OR sender LIKE %s)"
+        sql = (
+            f"SELECT {_SPF}, LOWER(sender), 0, 0, 0 FROM greylisting_whitelist_domain_spf WHERE {whitelist_where}"
+            f" UNION ALL SELECT {_WHITELIST}, LOWER(sender), 0, 0, 0 FROM greylisting_whitelists"
+            f" WHERE {whitelist_where}"
+            f" UNION ALL SELECT {_SETTING}, sender, priority, sender_priority, active FROM greylisting"
+            f" WHERE account IN ({rc})"
+            f" UNION ALL SELECT {_PASSED}, '', COUNT(*), 0, 0 FROM greylisting_tracking"
+            f" WHERE client_address IN ({kc}) AND passed = 1"
+        )
+        whitelist_params = [*rcpts, *senders, "%/%"]
+        params = [*whitelist_params, *whitelist_params, *rcpts, *client_keys]
+        spf: list[str] = []
+        whitelist: list[str] = []
+        settings: list[SettingRow] = []
+        passed = False
+        for kind, sender, priority, sender_priority, active in self.db.query(sql, params):
+            if kind == _SPF:
+                spf.append(sender or "")
+            elif kind == _WHITELIST:
+                whitelist.append(sender or "")
+            elif kind == _SETTING:
+                settings.append(
+                    SettingRow("", sender or "", int(priority or 0), int(sender_priority or 0), int(active or 0) == 1)
+                )
+            else:
+                passed = int(priority or 0) > 0
+        return Facts(tuple(spf), tuple(whitelist), tuple(settings), passed)
+
+    def refresh_passed(self, client_keys: Sequence[str], record_expired: int) -> int:
+        """Keep a passed client passed: new record_expired on all its passed rows."""
+        return self.db.execute(
+            f"UPDATE greylisting_tracking SET record_expired = %s WHERE client_address IN ({in_list(client_keys)})"
+            " AND passed = 1",
+            [record_expired, *client_keys],
+        )
+
+    def track(
+        self, sender: str, recipient: str, client_key: str, sender_domain: str, rcpt_domain: str, times: Times
+    ) -> Tracked:
+        """Create, reset, count or pass the triplet in one atomic statement."""
+        dialect = self.db.dialect
+        values = [
+            sender,
+            recipient,
+            client_key,
+            sender_domain,
+            rcpt_domain,
+            times.now,
+            times.block_expired,
+            times.unauth_expired,
+            1,
+            0,
+        ]
+        upsert = dialect.upsert("greylisting_tracking", TRACKING_COLUMNS, TRACKING_KEY, TRACKING_UPDATE)
+        params = [*values, times.auth_expired]
+        if getattr(dialect, "supports_upsert_returning", True):
+            row = self.db.query_one(upsert + " RETURNING passed, blocked_count", params)
+        else:
+            with self.db.transaction():
+                self.db.execute(upsert, params)
+                row = self.db.query_one(
+                    "SELECT passed, blocked_count FROM greylisting_tracking"
+                    " WHERE sender = %s AND recipient = %s AND client_address = %s",
+                    [sender, recipient, client_key],
+                )
+        if row is None:  # cannot happen: the statement leaves the row in place
+            return Tracked(False, 1)
+        return Tracked(int(row[0]) == 1, int(row[1]))
+
+    def forget_unpassed(self, client_key: str) -> int:
+        """After a pass: the client's other unpassed triplets are no longer needed."""
+        return self.db.execute(
+            "DELETE FROM greylisting_tracking WHERE client_address = %s AND passed = 0", [client_key]
+        )
+
+    def tracking_row(self, sender: str, recipient: str, client_key: str) -> dict | None:
+        """The stored triplet (tests and tools); None when absent."""
+        row = self.db.query_one(
+            f"SELECT {', '.join(TRACKING_COLUMNS)} FROM greylisting_tracking"
+            " WHERE sender = %s AND recipient = %s AND client_address = %s",
+            [sender, recipient, client_key],
+        )
+        return dict(zip(TRACKING_COLUMNS, row)) if row else None
+
+    # --- settings (greylisting_admin --enable/--disable/--delete/--list)
+
+    def list_settings(self, account: str | None = None) -> list[SettingRow]:
+        sql = "SELECT account, sender, priority, sender_priority, active FROM greylisting"
+        params: list[str] = []
+        if account is not None:
+            sql += " WHERE account = %s"
+            params.append(account)
+        rows = self.db.query(sql + " ORDER BY priority DESC, sender_priority DESC, id", params)
+        return [SettingRow(a, s or "", int(p or 0), int(sp or 0), int(act or 0) == 1) for a, s, p, sp, act in rows]
+
+    def set_setting(self, account: str, priority: int, sender: str, sender_priority: int, active: bool) -> None:
+        """Replace the (account, sender) row, as iRedAPD's tool does (delete, then insert)."""
+        with self.db.transaction():
+            self.db.execute("DELETE FROM greylisting WHERE account = %s AND sender = %s", [account, sender])
+            self.db.execute(
+                "INSERT INTO greylisting (account, priority, sender, sender_priority, active)"
+                " VALUES (%s, %s, %s, %s, %s)",
+                [account, priority, sender, sender_priority, 1 if active else 0],
+            )
+
+    def delete_setting(self, account: str, sender: str) -> int:
+        return self.db.execute("DELETE FROM greylisting WHERE account = %s AND sender = %s", [account, sender])
+
+    # --- whitelists
+
+    def add_whitelist_domain(self, domain: str) -> bool:
+        """False when the domain was already listed."""
+        try:
+            self.db.execute("INSERT INTO greylisting_whitelist_domains (domain) VALUES (%s)", [domain])
+        except DuplicateKey:
+            return False
+        return True
+
+    def remove_whitelist_domain(self, domain: str) -> None:
+        """Drop the domain and every row the SPF tool derived from it (DIFFERENCES.md 8)."""
+        comment = f"AUTO-UPDATE: {domain}"
+        with self.db.transaction():
+            self.db.execute("DELETE FROM greylisting_whitelist_domains WHERE domain = %s", [domain])
+            self.db.execute("DELETE FROM greylisting_whitelists WHERE comment = %s", [comment])
+            self.db.execute("DELETE FROM greylisting_whitelist_domain_spf WHERE comment = %s", [comment])
+
+    def whitelist_domains(self) -> list[str]:
+        return [str(r[0]) for r in self.db.query("SELECT domain FROM greylisting_whitelist_domains ORDER BY domain")]
+
+    def whitelists(self, account: str | None = None) -> list[tuple[str, str, str]]:
+        """(sender, account, comment) rows of greylisting_whitelists, by account then sender."""
+        sql = "SELECT sender, account, comment FROM greylisting_whitelists"
+        params: list[str] = []
+        if account is not None:
+            sql += " WHERE account = %s"
+            params.append(account)
+        return [(s, a, c or "") for s, a, c in self.db.query(sql + " ORDER BY account, sender", params)]
+
+    def spf_whitelists(self) -> list[tuple[str, str, str]]:
+        rows = self.db.query(
+            "SELECT sender, account, comment FROM greylisting_whitelist_domain_spf ORDER BY account, sender"
+        )
+        return [(s, a, c or "") for s, a, c in rows]
+
+    def add_whitelist(self, account: str, sender: str, comment: str = "") -> bool:
+        """False when the (account, sender) row exists already."""
+        try:
+            self.db.execute(
+                "INSERT INTO greylisting_whitelists (account, sender, comment) VALUES (%s, %s, %s)",
+                [account, sender, comment],
+            )
+        except DuplicateKey:
+            return False
+        return True
