@@ -11,6 +11,7 @@ GREY = "451 4.7.1 Intentional policy rejection, please try again later"
 
 def test_first_attempt_greylisted_then_retry_after_block_passes(apd_factory):
     apd = apd_factory(plugins=["greylisting"], GREYLISTING_BYPASS_SPF=False)
+    apd.wait_for_log("Starting apd")  # the tables exist (the port is bound before they are created)
     db = sqlite3.connect(apd.settings["sqlite_db_path"], isolation_level=None)
     db.execute(
         "INSERT INTO greylisting (account, priority, sender, sender_priority, active) VALUES ('@.', 0, '@.', 0, 1)"
@@ -31,6 +32,7 @@ def test_first_attempt_greylisted_then_retry_after_block_passes(apd_factory):
 
 def test_plain_sql_changes_apply_to_the_very_next_request(apd_factory):
     apd = apd_factory(plugins=["greylisting"], GREYLISTING_BYPASS_SPF=False, workers=2)
+    apd.wait_for_log("Starting apd")  # the tables exist (the port is bound before they are created)
     db = sqlite3.connect(apd.settings["sqlite_db_path"], isolation_level=None)
     with apd.client() as client:
         assert client.ask(**rcpt()) == "DUNNO"  # no settings row: off
