@@ -37,6 +37,7 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -253,9 +254,29 @@ class Slapd:
         self.proc = None
         self.log.close()
 
-    def pause(self) -> None:
+    def pause(self, timeout: float = 5.0) -> None:
+        """SIGSTOP, and wait until every thread has really stopped (kill() returns before)."""
         assert self.proc is not None
         os.kill(self.proc.pid, signal.SIGSTOP)
+        deadline = time.monotonic() + timeout
+        while not self._all_threads_stopped():
+            if time.monotonic() > deadline:
+                raise TimeoutError("slapd did not stop on SIGSTOP")
+            time.sleep(0.005)
+
+    def _all_threads_stopped(self) -> bool:
+        tasks = Path(f"/proc/{self.proc.pid}/task")
+        if not tasks.is_dir():  # no procfs: give the signal a moment instead
+            time.sleep(0.2)
+            return True
+        states = []
+        for task in tasks.iterdir():
+            try:
+                # the state letter follows the ')' closing the command name
+                states.append((task / "stat").read_text().rsplit(")", 1)[1].split()[0])
+            except (OSError, IndexError):
+                continue
+        return bool(states) and all(state in ("T", "t") for state in states)
 
     def resume(self) -> None:
         assert self.proc is not None
