@@ -14,5 +14,10 @@ setup(
         "ldap": ["python-ldap>=3.4"],
         "test": ["pytest>=7"],
     },
-    entry_points={"console_scripts": ["apd = apd.cli:main"]},
+    entry_points={
+        "console_scripts": [
+            "apd = apd.cli:main",
+            "apd-spf-to-greylist-whitelists = admin.spf_to_greylist_whitelists:main",
+        ]
+    },
 )

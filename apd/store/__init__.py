@@ -21,6 +21,12 @@ class Store:
         self.accounts = accounts
 
     @cached_property
+    def greylisting_whitelists(self):
+        from apd.store.greylisting_whitelists import GreylistingWhitelists
+
+        return GreylistingWhitelists(self.iredapd)
+
+    @cached_property
     def sessions(self):
         from apd.store.sessions import SessionLog
 
@@ -78,9 +84,12 @@ def init_db(settings: Any) -> list[str]:
         from apd.store import sqlite
 
         store = open_store(settings)
-        sqlite.initialise(store.iredapd)
+        seeded = sqlite.initialise(store.iredapd)
         store.close()
-        return [f"SQLite database ready: {settings.sqlite_db_path or sqlite.default_path()}"]
+        done = [f"SQLite database ready: {settings.sqlite_db_path or sqlite.default_path()}"]
+        if seeded:
+            done.append(f"greylisting_whitelist_domains: {seeded} default domains added")
+        return done
     from apd.store.servers import init_server_db
 
     return init_server_db(settings)

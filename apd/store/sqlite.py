@@ -61,6 +61,9 @@ def open_database(path: str, timeout: float) -> Database:
     return Database(f"sqlite:{path}", SqliteDialect(path, timeout))
 
 
-def initialise(db: Database) -> None:
-    """Create every table that is missing (idempotent)."""
-    db.run_script(ddl())
+def initialise(db: Database) -> int:
+    """Create every table that is missing (idempotent); a new database gets the default
+    greylisting whitelist domains. Returns how many domains were seeded."""
+    from apd.store.greylisting_whitelists import create_tables_and_seed
+
+    return create_tables_and_seed(db, lambda: db.run_script(ddl()))
