@@ -46,3 +46,41 @@ def dns_server(tmp_path_factory):
         unavailable(f"dnsmasq did not start: {exc}")
     yield server
     server.stop()
+
+
+# --- real SQL servers (issue 3); see tests/helpers/mariadb.py, postgres.py, backends.py
+
+
+@pytest.fixture(scope="session")
+def mariadb_server():
+    """One MariaDB for the whole session (tests/helpers/mariadb.py documents its API)."""
+    from tests.helpers.mariadb import remove_mariadb, start_mariadb
+
+    server = start_mariadb()
+    yield server
+    remove_mariadb(server)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One PostgreSQL for the whole session (tests/helpers/postgres.py documents its API)."""
+    from tests.helpers.postgres import remove_postgres, start_postgres
+
+    server = start_postgres()
+    yield server
+    remove_postgres(server)
+
+
+@pytest.fixture(params=["sqlite", "mysql", "pgsql"])
+def sql_backend(request, tmp_path):
+    """A Store with empty tables on SQLite, MariaDB and PostgreSQL in turn (tests/helpers/backends.py)."""
+    from tests.helpers.backends import open_fresh_store, sqlite_settings
+
+    kind = request.param
+    if kind == "sqlite":
+        store = open_fresh_store(kind, sqlite_settings(tmp_path))
+    else:
+        server = request.getfixturevalue("mariadb_server" if kind == "mysql" else "postgres_server")
+        store = open_fresh_store(kind, server.settings("apd"), server)
+    yield store
+    store.close()

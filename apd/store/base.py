@@ -37,7 +37,8 @@ class Dialect:
         raise NotImplementedError
 
     def classify(self, exc: BaseException) -> str:
-        """'unavailable', 'duplicate', or 'error' for a driver exception."""
+        """'unavailable', 'timeout' (an outage too, but not retried), 'duplicate', or 'error'
+        for a driver exception."""
         raise NotImplementedError
 
     def driver_errors(self) -> tuple[type[BaseException], ...]:
@@ -162,9 +163,10 @@ class Database:
                 kind = self.dialect.classify(exc)
                 if kind == "duplicate":
                     raise DuplicateKey(str(exc)) from exc
-                if kind == "unavailable":
+                if kind in ("unavailable", "timeout"):
                     self.close()
-                    if attempt + 1 < attempts and self._down_since is None:
+                    # A timeout is never retried: the request must get its answer within one.
+                    if kind == "unavailable" and attempt + 1 < attempts and self._down_since is None:
                         continue
                     self._mark_down(exc)
                     raise StoreUnavailable(f"database {self.label} is unavailable: {_one_line(exc)}") from exc

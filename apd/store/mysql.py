@@ -1,0 +1,104 @@
+"""MySQL / MariaDB backend (PyMySQL).
+
+Every socket operation is bounded by ``SQL_QUERY_TIMEOUT`` (connect, read and write
+timeouts), so a hung server costs one timeout, after which ``Database`` backs off.
+"""
+
+from __future__ import annotations
+
+import re
+import ssl
+from typing import Any, Sequence
+
+import pymysql
+from pymysql.constants import CLIENT
+
+from apd.store.base import Dialect
+
+# Client-side error codes (CR_*) and server codes that mean "the connection is gone".
+CONNECTION_LOST = frozenset(
+    {
+        2002,  # can't connect through socket
+        2003,  # can't connect to server
+        2006,  # server has gone away
+        2013,  # lost connection during query (also our read timeout)
+        2055,  # lost connection at reading packet
+        1040,  # too many connections
+        1053,  # server shutdown in progress
+        1077,  # normal shutdown
+        1078,  # got signal
+        1079,  # shutdown complete
+        1152,  # aborted connection
+        1927,  # MariaDB: connection was killed
+        4031,  # MySQL 8: disconnected by the server because of inactivity
+    }
+)
+DUPLICATE_ENTRY = 1062
+
+_EXCLUDED = re.compile(r"\bexcluded\.(\w+)", re.IGNORECASE)
+
+
+class MysqlDialect(Dialect):
+    name = "mysql"
+    case_insensitive_text = True  # utf8mb4_general_ci columns ignore case
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        user: str,
+        password: str,
+        database: str,
+        timeout: float,
+        use_ssl: bool = False,
+    ):
+        self.host, self.port, self.user, self.password, self.database = host, port, user, password, database
+        self.timeout = timeout
+        self.use_ssl = use_ssl
+
+    def connect(self) -> Any:
+        return pymysql.connect(
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            password=self.password,
+            database=self.database,
+            charset="utf8mb4",
+            autocommit=True,
+            connect_timeout=self.timeout,
+            read_timeout=self.timeout,
+            write_timeout=self.timeout,
+            # rowcount = rows matched, not rows changed, as on PostgreSQL and SQLite
+            client_flag=CLIENT.FOUND_ROWS,
+            ssl=ssl.create_default_context() if self.use_ssl else None,
+        )
+
+    def driver_errors(self) -> tuple[type[BaseException], ...]:
+        return (pymysql.err.MySQLError,)
+
+    def classify(self, exc: BaseException) -> str:
+        code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+        if isinstance(exc, pymysql.err.IntegrityError):
+            return "duplicate" if code == DUPLICATE_ENTRY else "error"
+        if isinstance(exc, pymysql.err.InterfaceError):
+            return "unavailable"  # the connection object is closed or broken
+        if isinstance(exc, pymysql.err.OperationalError) and code in CONNECTION_LOST:
+            return "timeout" if "timed out" in str(exc) else "unavailable"
+        if isinstance(exc, pymysql.err.OperationalError) and code in (1205, 1969):
+            return "timeout"  # lock wait timeout / MariaDB max_statement_time
+        return "error"
+
+    def insert_ignore(self, table: str, columns: Sequence[str], conflict: Sequence[str]) -> str:
+        # Not INSERT IGNORE: that would also hide truncation and NULL errors.
+        cols = ", ".join(columns)
+        marks = ", ".join(["%s"] * len(columns))
+        first = conflict[0]
+        return f"INSERT INTO {table} ({cols}) VALUES ({marks}) ON DUPLICATE KEY UPDATE {first} = {first}"
+
+    def upsert(self, table: str, columns: Sequence[str], conflict: Sequence[str], update_sql: str) -> str:
+        """Callers write ``update_sql`` once, PostgreSQL-style: ``excluded.col`` becomes
+        ``VALUES(col)`` here; a bare column still means the stored row's value."""
+        cols = ", ".join(columns)
+        marks = ", ".join(["%s"] * len(columns))
+        update = _EXCLUDED.sub(r"VALUES(\1)", update_sql)
+        return f"INSERT INTO {table} ({cols}) VALUES ({marks}) ON DUPLICATE KEY UPDATE {update}"
