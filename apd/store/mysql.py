@@ -41,6 +41,9 @@ _EXCLUDED = re.compile(r"\bexcluded\.(\w+)", re.IGNORECASE)
 class MysqlDialect(Dialect):
     name = "mysql"
     case_insensitive_text = True  # utf8mb4_general_ci columns ignore case
+    # MySQL has no INSERT ... RETURNING (MariaDB's cannot be relied on for MySQL servers):
+    # callers read the row back in the same transaction instead.
+    supports_upsert_returning = False
 
     def __init__(
         self,
