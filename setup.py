@@ -18,6 +18,7 @@ setup(
         "console_scripts": [
             "apd = apd.cli:main",
             "apd-spf-to-greylist-whitelists = admin.spf_to_greylist_whitelists:main",
+            "apd-wblist-admin = admin.wblist_admin:main",
         ]
     },
 )

@@ -38,6 +38,20 @@ class Store:
 
         return GreylistingStore(self.iredapd)
 
+    @cached_property
+    def wblist(self):
+        """amavisd white/blacklists (apd/store/wblist.py)."""
+        from apd.store.wblist import AmavisdLists
+
+        return AmavisdLists(self.amavisd)
+
+    @cached_property
+    def rdns(self):
+        """iredapd.wblist_rdns (apd/store/wblist.py)."""
+        from apd.store.wblist import RdnsList
+
+        return RdnsList(self.iredapd)
+
     def databases(self) -> list[Database]:
         seen: list[Database] = []
         for db in (self.vmail, self.amavisd, self.iredapd):

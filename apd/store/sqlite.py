@@ -13,6 +13,8 @@ from apd.store.base import Database, Dialect
 class SqliteDialect(Dialect):
     name = "sqlite"
     placeholder = "?"
+    # BLOB and TEXT never compare equal: amavisd emails may be stored either way.
+    blob_text_distinct = True
 
     def __init__(self, path: str, timeout: float = 5.0):
         self.path = path
