@@ -34,6 +34,8 @@ NEGATIVE_TTL = 60.0
 FAILURE_TTL = 30.0
 MAX_TTL = 86400.0
 CACHE_SIZE = 2048
+# Nested include/redirect levels followed, whatever SPF_MAX_DNS_QUERIES allows (Python's stack).
+MAX_DEPTH = 50
 
 
 # --- pure parsing -------------------------------------------------------------------------
@@ -301,7 +303,7 @@ class DnsQuery:
         except dns.resolver.NXDOMAIN as exc:
             responses = list(exc.responses().values()) if hasattr(exc, "responses") else []
             return DnsAnswer((), _negative_ttl(responses[0] if responses else None))
-        except dns.exception.DNSException as exc:
+        except (dns.exception.DNSException, OSError, ValueError) as exc:
             raise DnsFailure(f"{rdtype} {name}: {exc.__class__.__name__}") from exc
         if answer.rrset is None:
             return DnsAnswer((), _negative_ttl(answer.response))
@@ -457,15 +459,18 @@ class SpfEvaluator:
         walk.seen.queried.add(key)
         return spf_record(answer.records) if answer else None
 
-    def _expand(self, domain: str, record: str, walk: _Walk) -> Iterator[str]:
+    def _expand(self, domain: str, record: str, walk: _Walk, depth: int = 0) -> Iterator[str]:
         plan = plan_record(domain, parse_record(record))
         yield from plan.entries
         for target in plan.includes:
             if "spf:" + target in walk.seen.queried:
                 continue
+            if depth >= MAX_DEPTH:
+                walk.complete = False
+                break
             nested = self._fetch_spf(target, walk)
             if nested is not None:
-                yield from self._expand(target, nested, walk)
+                yield from self._expand(target, nested, walk, depth + 1)
         for host, prefix in plan.a_hosts:
             yield from self._a_host(host, prefix, walk)
         for name, prefix in plan.mx_hosts:

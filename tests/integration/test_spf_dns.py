@@ -137,3 +137,11 @@ def test_shared_seen_across_domains(dns_server):
     assert one.entries == ("192.0.2.101", "@wl-one.test", "198.51.100.0/24", "2001:db8:100::/48", "198.51.100.200")
     assert seen.spf_queried("_spf.wl-big.test")
     assert spf.collect("wl-two.test", seen).entries == ("192.0.2.102",)
+
+
+def test_names_outside_the_test_zone_never_reach_the_system_resolver(dns_server):
+    # dnsmasq has no upstream: REFUSED, which is a failure, answered at once
+    spf = evaluator(dns_server)
+    start = time.monotonic()
+    assert not spf.is_allowed("192.0.2.1", "example.com")
+    assert time.monotonic() - start < 0.5

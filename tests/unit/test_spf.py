@@ -333,3 +333,12 @@ def test_shared_seen_skips_what_an_earlier_domain_expanded():
     assert spf.collect("one.test", seen).entries == ("192.0.2.1", "198.51.100.0/24")
     assert spf.collect("two.test", seen).entries == ("192.0.2.2",)
     assert seen.spf_queried("_spf.big.test") and not seen.spf_queried("three.test")
+
+
+def test_nesting_depth_is_bounded_whatever_the_lookup_limit():
+    chain = {
+        (f"c{i}.test", "TXT"): [f"v=spf1 ip4:10.0.{i // 250}.{i % 250} include:c{i + 1}.test"] for i in range(3000)
+    }
+    spf, dns, _ = evaluator(chain, SPF_MAX_DNS_QUERIES=100000)
+    result = spf.collect("c0.test")
+    assert len(result.entries) == 51 and not result.complete
