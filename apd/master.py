@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import os
 import pwd
+import resource
 import select
 import signal
 import socket
+import struct
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -23,7 +25,10 @@ log = logging.getLogger(__name__)
 EX_BOOT_LOOP = 3  # workers keep dying right after start: halt instead of forking forever
 FAST_DEATHS_LIMIT = 10
 FAST_DEATH_SECONDS = 2.0
-STOP_TIMEOUT = 15.0
+STOP_TIMEOUT = 15.0  # a stopping worker gets this long before SIGKILL
+READY_TIMEOUT = 30.0  # on reload, old workers leave when the new ones are ready, or after this
+HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
+_PID = struct.Struct("=i")  # a worker reports readiness by writing its pid (atomic: < PIPE_BUF)
 
 
 class HaltServer(Exception):
@@ -37,6 +42,8 @@ class WorkerInfo:
     pid: int
     generation: int
     started: float
+    ready: bool = False
+    kill_at: float | None = None  # set once asked to stop: SIGKILL after this moment
 
 
 @dataclass
@@ -46,37 +53,42 @@ class Master:
     reconfigure_logging: Callable[[Any], None] = lambda settings: None
     workers: dict[int, WorkerInfo] = field(default_factory=dict)
     generation: int = 0
+    generations: int = 0  # the highest generation number used so far
     signals: list[int] = field(default_factory=list)
     fast_deaths: int = 0
+    # While a reload is under way: the previous (settings, planned, generation) and when to give up waiting.
+    previous: tuple[Any, list[Any], int] | None = None
+    retire_by: float = 0.0
 
     def run(self) -> int:
         planned, warnings = check_registry.plan(self.settings)
         for warning in (*self.settings.warnings, *warnings):
             log.warning("%s", warning)
         self.planned = planned
+        raise_open_files_limit()
         self.listeners = bind_listeners(self.settings.listen_address, self.settings.listen_port)
         prepare_store(self.settings)
         if self.settings.pid_file:
             write_pid_file(self.settings.pid_file)
         drop_privileges(self.settings.run_as_user)
         self._log_start()
-        wake_r, wake_w = os.pipe()
-        os.set_blocking(wake_r, False)
-        os.set_blocking(wake_w, False)
-        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+        self.wake_r, self.wake_w = os.pipe()
+        self.ready_r, self.ready_w = os.pipe()
+        for fd in (self.wake_r, self.wake_w, self.ready_r):
+            os.set_blocking(fd, False)
+        signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
+        for signum in HANDLED_SIGNALS:
             signal.signal(signum, self._record_signal)
         try:
             self._spawn_missing()
             notify_systemd("READY=1")
-            return self._loop(wake_r)
+            return self._loop()
         except HaltServer as exc:
             log.error("halting: %s", exc)
             self._stop_workers(list(self.workers))
             return exc.exit_code
         finally:
-            for listener in self.listeners:
-                listener.server_close()
+            self._close_listeners()
             if self.settings.pid_file:
                 try:
                     os.unlink(self.settings.pid_file)
@@ -86,21 +98,20 @@ class Master:
     def _record_signal(self, signum: int, frame: Any) -> None:
         self.signals.append(signum)  # handled in the loop; nothing else happens here
 
-    def _loop(self, wake_r: int) -> int:
+    def _loop(self) -> int:
         while True:
             try:
-                select.select([wake_r], [], [], 1.0)
+                select.select([self.wake_r, self.ready_r], [], [], 0.5)
             except InterruptedError:
                 pass
-            try:
-                while os.read(wake_r, 512):
-                    pass
-            except BlockingIOError:
-                pass
+            _drain(self.wake_r)
+            self._read_ready()
             while self.signals:
                 signum = self.signals.pop(0)
                 if signum in (signal.SIGTERM, signal.SIGINT):
                     log.info("stopping (signal %s): answering in-flight requests", signal.Signals(signum).name)
+                    notify_systemd("STOPPING=1")
+                    self._close_listeners()  # new clients are refused once the workers let go too
                     self._stop_workers(list(self.workers))
                     log.info("apd stopped")
                     return 0
@@ -108,6 +119,12 @@ class Master:
                     self._reload()
             self._reap()
             self._spawn_missing()
+            self._finish_reload()
+            self._kill_overdue()
+
+    def _close_listeners(self) -> None:
+        for listener in self.listeners:
+            listener.server_close()
 
     def _log_start(self) -> None:
         names = ", ".join(f"{p.name}({p.priority})" for p in self.planned) or "(none)"
@@ -123,23 +140,40 @@ class Master:
     # --- workers
 
     def _spawn_missing(self) -> None:
-        current = [w for w in self.workers.values() if w.generation == self.generation]
+        current = [w for w in self.workers.values() if w.generation == self.generation and w.kill_at is None]
         for _ in range(self.settings.worker_count - len(current)):
             self._spawn()
 
     def _spawn(self) -> None:
-        pid = os.fork()
+        # Signals stay blocked across fork, so that a SIGTERM cannot reach the child before
+        # the worker has its own handlers (the child would otherwise record it as a master).
+        signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
+        try:
+            pid = os.fork()
+        except OSError:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
+            raise
         if pid == 0:
             code = 1
             try:
                 signal.set_wakeup_fd(-1)
-                code = Worker(self.listeners, self.settings, self.planned, self.generation).run()
+                for fd in (self.wake_r, self.wake_w, self.ready_r):
+                    os.close(fd)
+                worker = Worker(self.listeners, self.settings, self.planned, self.generation, self.ready_w)
+                code = worker.run()
             except BaseException:
                 log.exception("worker %d failed", os.getpid())
             finally:
                 logging.shutdown()
                 os._exit(code)
         self.workers[pid] = WorkerInfo(pid, self.generation, time.monotonic())
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
+
+    def _read_ready(self) -> None:
+        data = _drain(self.ready_r)
+        for (pid,) in _PID.iter_unpack(data[: len(data) - len(data) % _PID.size]):
+            if pid in self.workers:
+                self.workers[pid].ready = True
 
     def _reap(self) -> None:
         while True:
@@ -150,22 +184,39 @@ class Master:
             if pid == 0:
                 return
             info = self.workers.pop(pid, None)
-            if info is None:
-                continue
-            if info.generation != self.generation:
-                continue  # a retired worker finished its graceful stop
+            if info is None or info.kill_at is not None:
+                continue  # a retired or stopping worker has left
             code = os.waitstatus_to_exitcode(status)
             log.error("worker %d exited (%s); starting a replacement", pid, _describe_exit(code))
-            if time.monotonic() - info.started < FAST_DEATH_SECONDS:
-                self.fast_deaths += 1
-                if self.fast_deaths >= FAST_DEATHS_LIMIT:
-                    raise HaltServer("workers die right after starting; see the errors above", EX_BOOT_LOOP)
-            else:
+            if time.monotonic() - info.started >= FAST_DEATH_SECONDS:
                 self.fast_deaths = 0
+                continue
+            self.fast_deaths += 1
+            if self.fast_deaths < FAST_DEATHS_LIMIT:
+                continue
+            if self.previous is not None:
+                self._roll_back()
+                continue
+            raise HaltServer("workers die right after starting; see the errors above", EX_BOOT_LOOP)
+
+    def _ask_to_stop(self, pids: list[int]) -> None:
+        deadline = time.monotonic() + STOP_TIMEOUT
+        for pid in pids:
+            info = self.workers.get(pid)
+            if info is not None and info.kill_at is None:
+                info.kill_at = deadline
+                _kill(pid, signal.SIGTERM)
+
+    def _kill_overdue(self) -> None:
+        now = time.monotonic()
+        for info in list(self.workers.values()):
+            if info.kill_at is not None and now > info.kill_at:
+                log.warning("worker %d did not stop in time; killing it", info.pid)
+                _kill(info.pid, signal.SIGKILL)
+                info.kill_at = float("inf")
 
     def _stop_workers(self, pids: list[int]) -> None:
-        for pid in pids:
-            _kill(pid, signal.SIGTERM)
+        self._ask_to_stop(pids)
         deadline = time.monotonic() + STOP_TIMEOUT
         while any(pid in self.workers for pid in pids) and time.monotonic() < deadline:
             try:
@@ -186,7 +237,7 @@ class Master:
                     pass
                 self.workers.pop(pid, None)
 
-    # --- reload
+    # --- reload: new workers first; the old ones leave once the new ones are ready
 
     def _reload(self) -> None:
         try:
@@ -201,15 +252,65 @@ class Master:
         if (new.listen_address, new.listen_port) != (self.settings.listen_address, self.settings.listen_port):
             log.warning("listen_address/listen_port changed: a restart is needed for that part")
             new = new.replace(listen_address=self.settings.listen_address, listen_port=self.settings.listen_port)
-        old = [pid for pid, w in self.workers.items() if w.generation == self.generation]
+        try:
+            prepare_store(new)
+        except Exception as exc:  # e.g. a new sqlite_db_path we may not create after dropping root
+            log.warning("reload: cannot prepare the store: %s", exc)
+        if self.previous is None:
+            self.previous = (self.settings, self.planned, self.generation)
         self.settings, self.planned = new, planned
         self.reconfigure_logging(new)
-        self.generation += 1
+        self.generations += 1
+        self.generation = self.generations
         self.fast_deaths = 0
-        self._spawn_missing()  # new workers accept before the old ones leave: no refused connection
-        for pid in old:
-            _kill(pid, signal.SIGTERM)
-        log.info("reloaded settings; checks: %s", ", ".join(p.name for p in planned) or "(none)")
+        self.retire_by = time.monotonic() + READY_TIMEOUT
+        self._spawn_missing()
+        log.info("reloading settings; checks: %s", ", ".join(p.name for p in planned) or "(none)")
+
+    def _finish_reload(self) -> None:
+        if self.previous is None:
+            return
+        current = [w for w in self.workers.values() if w.generation == self.generation and w.kill_at is None]
+        all_ready = len(current) >= self.settings.worker_count and all(w.ready for w in current)
+        if not all_ready and time.monotonic() < self.retire_by:
+            return
+        old = [pid for pid, w in self.workers.items() if w.generation != self.generation and w.kill_at is None]
+        self._ask_to_stop(old)
+        self.previous = None
+        log.info("reloaded: %d new workers serve, %d old ones finish their requests", len(current), len(old))
+
+    def _roll_back(self) -> None:
+        settings, planned, generation = self.previous
+        log.error("reload failed: the new workers die right after starting; keeping the previous settings")
+        self._ask_to_stop([pid for pid, w in self.workers.items() if w.generation != generation])
+        self.settings, self.planned, self.generation = settings, planned, generation
+        self.reconfigure_logging(settings)
+        self.previous = None
+        self.fast_deaths = 0
+
+
+def raise_open_files_limit() -> None:
+    """Idle Postfix connections each hold a descriptor: lift the soft limit to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("cannot raise the open files limit from %d to %d: %s", soft, target, exc)
+
+
+def _drain(fd: int) -> bytes:
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except (BlockingIOError, InterruptedError):
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _kill(pid: int, signum: int) -> None:
@@ -260,8 +361,7 @@ def drop_privileges(user_name: str) -> None:
     if user.pw_uid == 0:
         log.warning("run_as_user %r is root: not dropping privileges", user_name)
         return
-    os.setgroups([])
-    os.initgroups(user.pw_name, user.pw_gid)
+    os.setgroups([])  # no supplementary groups kept from root (iRedAPD keeps them)
     os.setgid(user.pw_gid)
     os.setuid(user.pw_uid)
     if os.geteuid() == 0:

@@ -65,6 +65,7 @@ class Connection:
         self.peer = peer
         self.reader = reader
         self.last_active = now
+        self.answered = 0
         sock.setblocking(False)
 
     def fileno(self) -> int:
@@ -94,6 +95,7 @@ class Connection:
                 return False
             if not self._send(format_reply(action)):
                 return False
+            self.answered += 1
         if self.reader.error is not None:
             log.warning("connection from %s closed: protocol error: %s", self.peer, self.reader.error)
             return False

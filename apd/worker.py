@@ -7,6 +7,7 @@ import os
 import selectors
 import signal
 import socket
+import struct
 import time
 from typing import Any
 
@@ -19,15 +20,21 @@ from apd.store import open_store
 log = logging.getLogger(__name__)
 
 STOP_GRACE = 10.0  # seconds a stopping worker waits for half-received requests
+FRESH_GRACE = 1.0  # ... and for the first request of a connection it accepted just before
 TICK = 1.0
+STOP_TICK = 0.1
+HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
 
 
 class Worker:
-    def __init__(self, listeners: list[Any], settings: Any, planned: list[Any], generation: int):
+    def __init__(
+        self, listeners: list[Any], settings: Any, planned: list[Any], generation: int, ready_fd: int | None = None
+    ):
         self.listeners = listeners
         self.settings = settings
         self.planned = planned
         self.generation = generation
+        self.ready_fd = ready_fd  # the master learns that we accept when our pid arrives here
         self.stopping = False
         self.parent = os.getppid()
         self.selector = selectors.DefaultSelector()
@@ -42,12 +49,14 @@ class Worker:
         signal.signal(signal.SIGINT, self._on_stop)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)  # the master blocked them across fork
         store = open_store(self.settings)
         checks = check_registry.instantiate(self.planned, self.settings, store)
         self.policy = Policy(checks, self.settings, store)
         self.selector.register(wake_r, selectors.EVENT_READ, "wake")
         for listener in self.listeners:
             self.selector.register(listener.socket, selectors.EVENT_READ, listener)
+        self._report_ready()
         try:
             self._loop(wake_r)
         finally:
@@ -58,19 +67,31 @@ class Worker:
             store.close()
         return 0
 
+    def _report_ready(self) -> None:
+        if self.ready_fd is None:
+            return
+        try:
+            os.write(self.ready_fd, struct.pack("=i", os.getpid()))
+        except OSError as exc:
+            log.warning("cannot report readiness to the master: %s", exc)
+        os.close(self.ready_fd)
+        self.ready_fd = None
+
     def _on_stop(self, signum: int, frame: Any) -> None:
         self.stopping = True  # only a flag: no logging or I/O in a signal handler
 
     def _loop(self, wake: socket.socket) -> None:
-        stop_deadline = None
+        stop_started = None
         last_sweep = time.monotonic()
         while True:
-            if self.stopping and stop_deadline is None:
-                stop_deadline = time.monotonic() + STOP_GRACE
-                self._begin_stop()
-            if stop_deadline is not None and (not self.connections or time.monotonic() > stop_deadline):
-                return
-            for key, _ in self.selector.select(TICK):
+            if self.stopping:
+                if stop_started is None:
+                    stop_started = time.monotonic()
+                    self._begin_stop()
+                self._drop_when_stopping(time.monotonic() - stop_started)
+                if not self.connections:
+                    return
+            for key, _ in self.selector.select(STOP_TICK if self.stopping else TICK):
                 target = key.data
                 if target == "wake":
                     try:
@@ -90,13 +111,20 @@ class Worker:
                 self._close_idle(now)
 
     def _begin_stop(self) -> None:
-        """Stop accepting; answer what has arrived; keep only connections mid-request."""
+        """Stop accepting (the master and other workers keep the socket) and answer what has arrived."""
         for listener in self.listeners:
             self.selector.unregister(listener.socket)
+            listener.socket.close()
         for conn in list(self.connections.values()):
             self._serve(conn)
+
+    def _drop_when_stopping(self, elapsed: float) -> None:
+        """Idle persistent connections go now (Postfix reconnects); a half-received request is
+        awaited up to STOP_GRACE, the first request of a just-accepted connection up to FRESH_GRACE."""
         for conn in list(self.connections.values()):
-            if not conn.reader.in_request:
+            if elapsed > STOP_GRACE:
+                self._drop(conn)
+            elif not conn.reader.in_request and (conn.answered or elapsed > FRESH_GRACE):
                 self._drop(conn)
 
     def _accept(self, listener: Any) -> None:
@@ -115,7 +143,7 @@ class Worker:
 
     def _serve(self, conn: Connection) -> None:
         keep = conn.serve_ready(self._answer, time.monotonic())
-        if not keep or (self.stopping and not conn.reader.in_request):
+        if not keep or (self.stopping and conn.answered and not conn.reader.in_request):
             self._drop(conn)
 
     def _answer(self, request: PolicyRequest) -> str | None:

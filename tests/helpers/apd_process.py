@@ -74,10 +74,17 @@ class ApdProcess:
         if wait:
             try:
                 wait_for_port(self.host, self.port)
-            except TimeoutError:
+                self.wait_answering()
+            except (TimeoutError, OSError):
                 self.stop()
                 raise RuntimeError(f"apd did not start; log:\n{self.log()}") from None
         return self
+
+    def wait_answering(self, timeout: float = 15.0) -> None:
+        """The port is bound before the workers run: wait until a worker answers (an empty request)."""
+        with PolicyClient(self.host, self.port, timeout) as client:
+            client.send_raw(b"\n")
+            client.read_reply()
 
     def client(self, timeout: float = 10.0) -> PolicyClient:
         return PolicyClient(self.host, self.port, timeout)
