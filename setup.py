@@ -19,6 +19,8 @@ setup(
             "apd = apd.cli:main",
             "apd-spf-to-greylist-whitelists = admin.spf_to_greylist_whitelists:main",
             "apd-wblist-admin = admin.wblist_admin:main",
+            "apd-greylisting-admin = admin.greylisting_admin:main",
+            "apd-cleanup-db = admin.cleanup_db:main",
         ]
     },
 )
