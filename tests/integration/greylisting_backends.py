@@ -36,6 +36,7 @@ def open_backend(request: Any, tmp_path: Path) -> Backend:
         values: dict[str, Any] = {"backend": "sqlite", "sqlite_db_path": str(tmp_path / "apd.sqlite3")}
         backend = Backend(kind, values, tmp_path)
         sqlite.initialise(backend.db)
+        backend.db.execute("DELETE FROM greylisting_whitelist_domains")  # the seeded defaults
         return backend
     try:
         server = request.getfixturevalue("mariadb_server" if kind == "mysql" else "postgres_server")
