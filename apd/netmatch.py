@@ -129,6 +129,6 @@ class TrustedClients:
     def __contains__(self, client_address: str) -> bool:
         if client_address in ALWAYS_TRUSTED or client_address in self._ips:
             return True
-        if self._ips.intersection(wildcard_ipv4(client_address, self._all_wildcards)):
+        if self._ips and self._ips.intersection(wildcard_ipv4(client_address, self._all_wildcards)):
             return True
-        return self._networks.contains(client_address)
+        return self._networks.size > 0 and self._networks.contains(client_address)

@@ -43,7 +43,9 @@ class PolicyRequest:
                 continue
             attrs[name + "_domain"] = domain_of(value) if value else ""
             if name != "sasl_username":
-                attrs[name + "_without_ext"] = strip_extension(value, delimiters)
+                # strip_extension only changes an address holding a delimiter: skip its email test otherwise
+                has_delimiter = any(d and d in value for d in delimiters)
+                attrs[name + "_without_ext"] = strip_extension(value, delimiters) if has_delimiter else value
         for name in (n for n in raw if n in ADDRESS_FIELDS):  # first invalid field in line order
             value = attrs[name]
             if value and not is_email(value):
@@ -134,6 +136,14 @@ class RequestReader:
         start = 0
         try:
             while True:
+                if not self._lines:  # at a request boundary: try the whole request in one go
+                    end = self._buffer.find(b"\n\n", start)
+                    if start < end <= start + self.max_line:
+                        request = self._take_block(bytes(self._buffer[start:end]))
+                        if request is not None:
+                            done.append(request)
+                            start = end + 2
+                            continue
                 end = self._buffer.find(b"\n", start)
                 if end < 0:
                     break
@@ -151,6 +161,28 @@ class RequestReader:
             return done
         del self._buffer[:start]
         return done
+
+    def _take_block(self, block: bytes) -> PolicyRequest | None:
+        """Fast path: a complete request that cannot breach a bound, split once instead of line by line.
+
+        None (the line-by-line path takes over) for anything unusual: an empty request first,
+        CR line ends, or too many lines. Decoding the block at once gives the same text as
+        decoding each line, since a newline is never part of a UTF-8 sequence.
+        """
+        if block[0] == 10 or b"\r" in block or block.count(b"\n") >= self.max_attributes:
+            return None
+        if len(block) >= self.max_request:
+            return None
+        attrs: dict[str, str] = {}
+        for line in block.decode("utf-8", "replace").split("\n"):
+            name, sep, value = line.partition("=")
+            if sep and name in KNOWN_ATTRIBUTES:
+                if name in LOWERCASED:
+                    value = value.lower()
+                if name in attrs:
+                    del attrs[name]  # keep line order of the last occurrence
+                attrs[name] = value
+        return PolicyRequest.build(attrs, self.delimiters)
 
     def _take_line(self, line: bytes) -> PolicyRequest | None:
         if line.endswith(b"\r"):

@@ -153,7 +153,8 @@ class Worker:
         now = time.time()
         decision = self.policy.decide(request, now)
         if not request.empty:
-            log.info("%s", describe(request, decision))
+            if log.isEnabledFor(logging.INFO):  # building the line costs more than the check itself
+                log.info("%s", describe(request, decision))
             if not request.invalid_reply:
                 self.policy.log_session(request, decision.action, now)
         return decision.action

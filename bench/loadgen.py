@@ -16,6 +16,7 @@ import socket
 import time
 from array import array
 from dataclasses import dataclass, field
+from typing import Any, Callable
 
 REPLY_END = b"\n\n"
 CONNECT_TIMEOUT = 5.0
@@ -30,6 +31,7 @@ class LoadResult:
     errors: int = 0  # refused / reset / closed connections, replies not starting with action=
     latencies_ns: array = field(default_factory=lambda: array("q"))
     first_reply: bytes = b""
+    probes: tuple = ()  # what ``probe()`` returned at the start and at the end of the window
 
     @property
     def rate(self) -> float:
@@ -207,8 +209,13 @@ def run_load(
     warmup: float = 1.0,
     churn: bool = False,
     processes: int = 2,
+    probe: Callable[[], Any] | None = None,
 ) -> LoadResult:
-    """Drive ``connections`` clients from ``processes`` generator processes; return the merged result."""
+    """Drive ``connections`` clients from ``processes`` generator processes; return the merged result.
+
+    ``probe`` (e.g. the server's CPU time so far) is called when the measurement window opens
+    and when it closes; both values land in ``probes``.
+    """
     duration = min(duration, MAX_DURATION)
     processes = max(1, min(processes, connections))
     shares = [connections // processes + (1 if i < connections % processes else 0) for i in range(processes)]
@@ -225,6 +232,11 @@ def run_load(
         sender.close()
         children.append((proc, receiver))
     total = LoadResult(seconds=duration)
+    if probe is not None:
+        time.sleep(max(0.0, measure_from - time.monotonic()))
+        opened = probe()
+        time.sleep(max(0.0, measure_until - time.monotonic()))
+        total.probes = (opened, probe())
     deadline = measure_until + DRAIN_TIMEOUT + 10.0
     for proc, receiver in children:
         if receiver.poll(max(0.1, deadline - time.monotonic())):

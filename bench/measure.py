@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from bench.loadgen import LoadResult, run_load
-from bench.servers import ApdServer, NullServer, peak_rss_kib
+from bench.servers import ApdServer, NullServer, cpu_seconds, peak_rss_kib
 from tests.helpers.policy_client import rcpt, request_bytes
 
 PERSISTENT, CHURN = "persistent", "churn"
@@ -50,25 +50,37 @@ def payload(request: dict[str, str] | None = None) -> bytes:
     return request_bytes(**rcpt(**(request or {})))
 
 
-def measure(label: str, server: Any, cells: Sequence[Cell], options: Options, request: bytes) -> Measured:
-    """Run ``cells`` one after the other against a started ``server`` (address, pid)."""
-    wait_until_answering(server.address, request)
-    measured = Measured(label)
-    for cell in cells:
-        result = run_load(
-            server.address,
-            cell.connections,
-            request,
-            duration=options.duration,
-            warmup=options.warmup,
-            churn=cell.mode == CHURN,
-            processes=options.processes,
-        )
-        measured.rows.append(Row(label, cell, result))
+def measure_cell(server: Any, cell: Cell, options: Options, request: bytes) -> LoadResult:
+    """One cell against a started ``server`` (it has ``address`` and ``pid``), with its CPU time."""
+    return run_load(
+        server.address,
+        cell.connections,
+        request,
+        duration=options.duration,
+        warmup=options.warmup,
+        churn=cell.mode == CHURN,
+        processes=options.processes,
+        probe=lambda: cpu_seconds(server.pid),
+    )
+
+
+def finish(measured: Measured, server: Any) -> Measured:
+    """Peak memory and the replies seen, once the cells have run."""
     measured.rss_kib = peak_rss_kib(server.pid)
     replies = {row.result.first_reply.decode(errors="replace") for row in measured.rows if row.result.first_reply}
     measured.note = ", ".join(sorted(replies))
+    if not any(row.result.replies for row in measured.rows) and hasattr(server, "log_tail"):
+        measured.note += f" NO REPLIES; apd log:\n{server.log_tail()}"
     return measured
+
+
+def measure(label: str, server: Any, cells: Sequence[Cell], options: Options, request: bytes) -> Measured:
+    """Run ``cells`` one after the other against a started ``server``."""
+    wait_until_answering(server.address, request)
+    measured = Measured(label)
+    for cell in cells:
+        measured.rows.append(Row(label, cell, measure_cell(server, cell, options, request)))
+    return finish(measured, server)
 
 
 def wait_until_answering(address: tuple[str, int], request: bytes, clients: int = 8) -> None:
@@ -89,16 +101,29 @@ def wait_until_answering(address: tuple[str, int], request: bytes, clients: int 
             sock.close()
 
 
-def measure_null(
-    cells: Sequence[Cell], options: Options, workers: int, request: bytes, label: str = "null"
-) -> Measured:
+@contextlib.contextmanager
+def null_server(workers: int) -> Iterator[NullServer]:
     with NullServer(workers) as server:
-        return measure(label, server, cells, options, request)
+        yield server
 
 
 @contextlib.contextmanager
 def _no_environment(workdir: Path) -> Iterator[dict[str, Any]]:
     yield {}
+
+
+@contextlib.contextmanager
+def apd_server(settings: dict[str, Any], environment: Any = None) -> Iterator[ApdServer]:
+    """A running apd with ``settings`` plus what ``environment(workdir)`` yields.
+
+    ``environment`` is a context manager factory for scenarios that need more than a settings
+    dict: start a database server, fill tables, yield the settings that point apd at it.
+    """
+    with tempfile.TemporaryDirectory(prefix="apd-bench-") as tmp:
+        workdir = Path(tmp)
+        with (environment or _no_environment)(workdir) as extra:
+            with ApdServer(workdir / "apd", {**settings, **extra}) as server:
+                yield server
 
 
 def measure_apd(
@@ -109,16 +134,6 @@ def measure_apd(
     request: bytes,
     environment: Any = None,
 ) -> Measured:
-    """Start apd with ``settings`` (plus what ``environment(workdir)`` yields), run the cells, stop it.
-
-    ``environment`` is a context manager factory for scenarios that need more than a settings
-    dict: start a database server, fill tables, yield the settings that point apd at it.
-    """
-    with tempfile.TemporaryDirectory(prefix="apd-bench-") as tmp:
-        workdir = Path(tmp)
-        with (environment or _no_environment)(workdir) as extra:
-            with ApdServer(workdir / "apd", {**settings, **extra}) as server:
-                measured = measure(label, server, cells, options, request)
-                if not any(row.result.replies for row in measured.rows):
-                    measured.note += f" NO REPLIES; apd log:\n{server.log_tail()}"
-                return measured
+    """The same measurement for any apd settings: start apd, run the cells, stop it."""
+    with apd_server(settings, environment) as server:
+        return measure(label, server, cells, options, request)

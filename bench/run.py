@@ -8,12 +8,27 @@ run); ``make bench ARGS='--scenario apd-core --connections 50 --churn 0 --durati
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
-from typing import Sequence
+from typing import Any, Sequence
 
-from bench.measure import CHURN, PERSISTENT, Cell, Measured, Options, measure_apd, measure_null, payload
+from bench.loadgen import LoadResult
+from bench.measure import (
+    CHURN,
+    PERSISTENT,
+    Cell,
+    Measured,
+    Options,
+    Row,
+    apd_server,
+    finish,
+    measure_cell,
+    null_server,
+    payload,
+    wait_until_answering,
+)
 from bench.scenarios import FULL_TABLE, NULL, SCENARIOS, Scenario, selected
 
 TARGET_LABEL, TARGET_CELL, TARGET_RATIO = "apd-core", Cell(PERSISTENT, 50), 0.70  # issue 2's goal
@@ -63,12 +78,34 @@ def _order(cell: Cell) -> tuple:
     return (cell.mode != PERSISTENT, cell.connections)
 
 
-def run(scenario: Scenario, cells: list[Cell], options: Options, workers: int) -> Measured:
-    request = payload(scenario.request)
+def start(scenario: Scenario, workers: int, stack: contextlib.ExitStack) -> Any:
     if scenario.settings is None:
-        return measure_null(cells, options, workers, request, label=scenario.label)
+        return stack.enter_context(null_server(workers))
     settings = {"workers": workers, **scenario.settings}
-    return measure_apd(scenario.label, settings, cells, options, request, scenario.environment)
+    return stack.enter_context(apd_server(settings, scenario.environment))
+
+
+def run_all(planned: list[tuple[Scenario, list[Cell]]], options: Options, workers: int) -> list[Measured]:
+    """Every server runs at once; the cells are interleaved (null, apd, null, apd ...) so that a
+    change in the machine's background load hits both sides of a ratio alike."""
+    with contextlib.ExitStack() as stack:
+        servers, requests = {}, {}
+        for scenario, _ in planned:
+            print(f"  starting {scenario.label} ...", flush=True)
+            servers[scenario.label] = start(scenario, workers, stack)
+            requests[scenario.label] = payload(scenario.request)
+            wait_until_answering(servers[scenario.label].address, requests[scenario.label])
+        results = {scenario.label: Measured(scenario.label) for scenario, _ in planned}
+        for cell in sorted({c for _, cells in planned for c in cells}, key=_order):
+            print(f"  {cell.mode} {cell.connections}:", end="", flush=True)
+            for scenario, cells in planned:
+                if cell in cells:
+                    label = scenario.label
+                    result = measure_cell(servers[label], cell, options, requests[label])
+                    results[label].rows.append(Row(label, cell, result))
+                    print(f" {label} {result.rate:.0f}/s", end="", flush=True)
+            print()
+        return [finish(results[s.label], servers[s.label]) for s, _ in planned]
 
 
 def rate_of(measured: Measured | None, cell: Cell) -> float:
@@ -83,7 +120,8 @@ def format_table(results: list[Measured], scenarios: dict[str, Scenario]) -> str
     cells = sorted({row.cell for m in results for row in m.rows}, key=_order)
     width = max(12, *(len(m.label) for m in results))
     lines = [
-        f"{'server':<{width}} {'mode':<10} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}  ratio",
+        f"{'server':<{width}} {'mode':<10} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'cpu us/req':>10} {'errors':>6}  ratio",
     ]
     for cell in cells:
         for m in results:
@@ -96,10 +134,17 @@ def format_table(results: list[Measured], scenarios: dict[str, Scenario]) -> str
                 share = f"{r.rate / base_rate:5.2f} x {base_label}" if base_rate else ""
                 lines.append(
                     f"{m.label:<{width}} {cell.mode:<10} {cell.connections:>5} {r.rate:>9.0f} "
-                    f"{r.percentile(0.5):>8.2f} {r.percentile(0.99):>8.2f} {r.errors:>6}  {share}"
+                    f"{r.percentile(0.5):>8.2f} {r.percentile(0.99):>8.2f} {server_cpu_us(r):>10.1f} {r.errors:>6}  {share}"
                 )
         lines.append("")
     return "\n".join(lines)
+
+
+def server_cpu_us(result: LoadResult) -> float:
+    """The server's CPU time (all its processes, user + system) per request counted in the window."""
+    if len(result.probes) != 2 or not result.replies:
+        return float("nan")
+    return (result.probes[1] - result.probes[0]) / result.replies * 1e6
 
 
 def format_memory(results: list[Measured]) -> str:
@@ -152,14 +197,12 @@ def main(argv: list[str] | None = None) -> int:
     planned = plan(scenarios, set(args.scenario), full_table(args))
     print(
         f"apd bench: {os.cpu_count()} CPUs, {workers} workers per server, {options.processes} load generator "
-        f"processes, {options.duration:g} s per cell after {options.warmup:g} s warm-up, loopback TCP",
+        f"processes, {options.duration:g} s per cell after {options.warmup:g} s warm-up, loopback TCP; "
+        f"load average before: {os.getloadavg()[0]:.2f}",
         flush=True,
     )
-    results: list[Measured] = []
     started = time.monotonic()
-    for scenario, cells in planned:
-        print(f"  running {scenario.label} ({len(cells)} cells) ...", flush=True)
-        results.append(run(scenario, cells, options, workers))
+    results = run_all(planned, options, workers)
     print()
     print(format_table(results, {s.label: s for s in scenarios}))
     print(format_memory(results))
@@ -170,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     if line:
         print()
         print(line)
-    print(f"(bench took {time.monotonic() - started:.0f} s)")
+    print(f"(bench took {time.monotonic() - started:.0f} s; load average now {os.getloadavg()[0]:.2f})")
     return 0 if all(any(row.result.replies for row in m.rows) for m in results) else 1
 
 

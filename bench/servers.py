@@ -108,3 +108,19 @@ def peak_rss_kib(pid: int) -> dict[int, int]:
             if line.startswith("VmHWM:"):
                 peaks[each] = int(line.split()[1])
     return peaks
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time used so far by ``pid`` and its descendants (live ones)."""
+    total = 0
+    for each in process_tree(pid):
+        try:
+            stat = Path(f"/proc/{each}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()  # the command name may hold spaces
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / CLOCK_TICKS

@@ -25,8 +25,8 @@ class RejectToHostname(Check):
         self.hostname = socket.gethostname().lower()  # read once at load, as iRedAPD does
 
     def check(self, request, ctx):
-        if request.sasl_username:
-            return None
+        if request.sasl_username or request.recipient_domain != self.hostname:
+            return None  # decide() could only answer None: spare the IP parse and trust lookup
         if not is_strict_ip(request.client_address):
             return None  # iRedAPD's trust test raises on a bad IP, which counts as DUNNO
         return decide("", ctx.client_trusted, request.recipient, request.recipient_domain, self.hostname)

@@ -1,0 +1,51 @@
+"""The whole-request fast path of RequestReader must parse exactly like the line-by-line path.
+
+Fed one byte at a time, a request goes through the line path (its end is not there yet when each
+line completes); fed whole, it goes through the fast path. Both must give the same request.
+"""
+
+import pytest
+
+from apd.protocol import MAX_ATTRIBUTES, ProtocolError, RequestReader
+
+CASES = [
+    b"protocol_state=RCPT\nsender=A@B.com\nrecipient=C+tag@D.com\nclient_address=192.0.2.1\n\n",
+    b"protocol_state=RCPT\nsender=a@b.com\nfoo=bar\nnoequals\n=x\nsender=c@d.com\nhelo_name=H\n\n",
+    b"protocol_state=RCPT\nccert_subject=CN=a=b\nsasl_username=U@X.ORG\nreverse_client_name=MX.Example\n\n",
+    b"protocol_state=RCPT\nhelo_name=caf\xc3\xa9\xff\xfe\nclient_name=\xe2\x82\nsender=\n\n",
+    b"protocol_state=RCPT\nsender=bad address\nrecipient=user@localhost\n\n",
+    b"protocol_state=END-OF-MESSAGE\nsize=12\nrecipient_count=3\n\n",
+    b"\n",  # an empty request
+    b"protocol_state=RCPT\r\nsender=a@b.com\r\n\r\n",  # CRLF: left to the line path
+    b"\nprotocol_state=RCPT\nsender=a@b.com\n\n",  # an empty request, then a request, in one read
+    "".join(f"helo_name={i}\n" for i in range(MAX_ATTRIBUTES)).encode() + b"\n",  # at the bound
+]
+
+
+def one_byte_at_a_time(data: bytes) -> list:
+    reader, requests = RequestReader(delimiters=("+", "-")), []
+    for i in range(len(data)):
+        requests += reader.feed(data[i : i + 1])
+    return requests
+
+
+@pytest.mark.parametrize("data", CASES)
+def test_whole_request_parses_like_line_by_line(data: bytes) -> None:
+    whole = RequestReader(delimiters=("+", "-")).feed(data)
+    slow = one_byte_at_a_time(data)
+    assert [(r.attrs, list(r.attrs), r.invalid_reply) for r in whole] == [
+        (r.attrs, list(r.attrs), r.invalid_reply) for r in slow
+    ]
+    assert whole  # every case holds at least one complete request
+
+
+def test_pipelined_requests_each_parsed_whole() -> None:
+    stream = b"".join(CASES[:6]) * 3
+    assert [r.attrs for r in RequestReader().feed(stream)] == [r.attrs for r in one_byte_at_a_time(stream)]
+
+
+def test_too_many_attribute_lines_still_breach_the_bound() -> None:
+    data = "".join(f"helo_name={i}\n" for i in range(MAX_ATTRIBUTES + 1)).encode() + b"\n"
+    reader = RequestReader()
+    assert reader.feed(data) == []
+    assert isinstance(reader.error, ProtocolError)
