@@ -3,9 +3,10 @@
 
 ``email`` is VARBINARY on MySQL/MariaDB and BYTEA on PostgreSQL, so values are passed as
 bytes (PostgreSQL cannot compare BYTEA with text; byte comparison is what Amavisd does) and
-results are decoded back to str. SQLite compares BLOB and TEXT values as different, and a
-row written by plain SQL (``INSERT ... VALUES ('1.2.3.4')``) is TEXT while apd writes BLOB:
-on such a dialect (``blob_text_distinct``) every lookup value is sent in both forms.
+results are decoded back to str. SQLite compares BLOB and TEXT values as different: there
+apd writes TEXT, which is what plain SQL (``INSERT ... VALUES ('1.2.3.4')``) writes and
+compares, and every lookup value is sent in both forms (``blob_text_distinct``), so rows
+written as BLOB by other tools match too.
 """
 
 from __future__ import annotations
@@ -82,9 +83,14 @@ class AmavisdLists:
         self._both_forms = bool(getattr(db.dialect, "blob_text_distinct", False))
 
     def _emails(self, values: Iterable[str]) -> list[Any]:
+        """Lookup parameters for ``email IN (...)``."""
         unique = list(dict.fromkeys(values))
         encoded: list[Any] = [v.encode("utf-8") for v in unique]
         return encoded + unique if self._both_forms else encoded
+
+    def _stored(self, value: str) -> Any:
+        """The parameter that writes an ``email`` value."""
+        return value if self._both_forms else value.encode("utf-8")
 
     # --- the check
 
@@ -152,7 +158,7 @@ class AmavisdLists:
             return int(row[0]) if row else None
         priority = MAILADDR_PRIORITIES.get(classify(account) or "", 0)
         insert = self.db.dialect.insert_ignore("users", ("policy_id", "email", "priority"), ("email",))
-        self.db.execute(insert, (0, account.encode("utf-8"), priority))
+        self.db.execute(insert, (0, self._stored(account), priority))
         row = self.db.query_one(sql.format(in_list(values)), values)
         return int(row[0]) if row else None
 
@@ -174,7 +180,7 @@ class AmavisdLists:
             for address in dict.fromkeys(addresses):
                 if address not in existing:
                     priority = MAILADDR_PRIORITIES.get(classify(address) or "", 0)
-                    self.db.execute(insert_addr, (address.encode("utf-8"), priority))
+                    self.db.execute(insert_addr, (self._stored(address), priority))
             ids = sorted({i for _, i in self._mailaddr_ids(addresses)})
             if not ids:
                 return

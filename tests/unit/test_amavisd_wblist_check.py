@@ -190,7 +190,7 @@ def test_network_row_edited_or_deleted_by_hand(env, check):
     store.wblist.add("@.", ["198.51.100.0/24"], "B", False)
     assert ask(check, store) == REJECT
     # UPDATE keeps count and max id: the join returns the new email, verify() rejects the id
-    store.amavisd.execute("UPDATE mailaddr SET email = %s WHERE email = %s", (b"10.0.0.0/8", b"198.51.100.0/24"))
+    store.amavisd.execute("UPDATE mailaddr SET email = %s WHERE email = %s", ("10.0.0.0/8", "198.51.100.0/24"))
     assert ask(check, store) is None
     assert ask(check, store, client_address="10.1.2.3") == REJECT
     store.amavisd.execute("DELETE FROM mailaddr")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from admin.wblist_admin import invalid_reason, main
+from apd.store.wblist import text
 from tests.helpers.wblist import sqlite_store
 
 INVALID = [
@@ -102,13 +103,11 @@ PRIORITIES = [
 def test_priorities_as_iredapd_stores_them(tool):
     entries = [e for e, _ in PRIORITIES]
     assert tool("--account", "@example.org", "--add", "--whitelist", *entries)[0] == 0
-    stored = {email.decode(): p for email, p in rows(tool.store, "SELECT email, priority FROM mailaddr")}
+    stored = {text(email): p for email, p in rows(tool.store, "SELECT email, priority FROM mailaddr")}
     assert stored == dict(PRIORITIES)
     for account, priority in [("user@example.net", 10), ("@.example.net", 3), ("@.", 0)]:
         tool("--account", account, "--add", "--blacklist", "1.2.3.4")
-        got = tool.store.amavisd.query_one(
-            "SELECT priority, policy_id FROM users WHERE email = %s", (account.encode(),)
-        )
+        got = tool.store.amavisd.query_one("SELECT priority, policy_id FROM users WHERE email = %s", (account,))
         assert got == (priority, 0)
 
 

@@ -1,0 +1,51 @@
+"""amavisd_wblist behind a real Postfix: a blacklisted client gets the 5xx with ``Blacklisted``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.servers
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def wblist_admin(apd, *args: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "admin.wblist_admin", "-c", str(apd.settings_path), *args],
+        capture_output=True,
+        text=True,
+        cwd=str(ROOT),
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_blacklisted_client_ip_is_rejected_by_postfix(postfix_server, postfix_apd):
+    apd = postfix_apd(plugins=["amavisd_wblist"])
+    wblist_admin(apd, "--add", "--blacklist", "127.0.0.2", "203.0.113.0/24")
+    wblist_admin(apd, "--account", "vip@example.com", "--add", "--whitelist", "203.0.113.0/24")
+
+    direct = postfix_server.send("someone@example.net", ["user@example.com"])  # from 127.0.0.2
+    code, text = direct.rcpt["user@example.com"]
+    assert 500 <= code < 600 and "Blacklisted" in text, direct
+
+    # (IPv6 clients are covered against a running apd in tests/integration/test_wblist_servers.py:
+    # this Postfix listens on IPv4 only and refuses an IPv6 XCLIENT ADDR.)
+    result = postfix_server.send(
+        "someone@example.net", ["user@example.com", "vip@example.com"], client_address="203.0.113.77"
+    )
+    code, text = result.rcpt["user@example.com"]
+    assert 500 <= code < 600 and "Blacklisted" in text, result
+    assert result.rcpt["vip@example.com"][0] == 250, result  # per-user whitelist: OK
+    assert result.data is not None and result.data[0] == 250, result
+
+    clean = postfix_server.send("someone@example.net", ["user@example.com"], client_address="198.51.100.1")
+    assert clean.rcpt["user@example.com"][0] == 250, clean
+
+    wblist_admin(apd, "--delete-all", "--blacklist")
+    again = postfix_server.send("someone@example.net", ["user@example.com"], client_address="203.0.113.77")
+    assert again.rcpt["user@example.com"][0] == 250, again
