@@ -30,8 +30,9 @@ class Backend:
         self.store.close()
 
 
-def open_backend(request: Any, tmp_path: Path) -> Backend:
-    kind = request.param
+def open_backend(request: Any, tmp_path: Path, kind: str | None = None) -> Backend:
+    """The backend named by ``kind`` (default: the fixture parameter); skips a missing server fixture."""
+    kind = kind or request.param
     if kind == "sqlite":
         values: dict[str, Any] = {"backend": "sqlite", "sqlite_db_path": str(tmp_path / "apd.sqlite3")}
         backend = Backend(kind, values, tmp_path)
