@@ -106,15 +106,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"apd: --init-db failed: {exc}", file=sys.stderr)
             return 1
         return 0
+    from apd.errors import StoreError
     from apd.master import HaltServer, Master
 
     os.umask(0o077)
     master = Master(settings, path, reconfigure_logging=lambda s: setup_logging(s, target))
     try:
         return master.run()
-    except OSError as exc:
+    except (OSError, StoreError) as exc:  # bind, pid file, SQLite file: before any worker runs
         log.error("cannot start: %s", exc)
-        print(f"apd: cannot start: {exc}", file=sys.stderr)
+        if target != "stderr":
+            print(f"apd: cannot start: {exc}", file=sys.stderr)
         return 1
     except HaltServer as exc:
         log.error("cannot start: %s", exc)

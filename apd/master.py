@@ -59,6 +59,7 @@ class Master:
     # While a reload is under way: the previous (settings, planned, generation) and when to give up waiting.
     previous: tuple[Any, list[Any], int] | None = None
     retire_by: float = 0.0
+    announced: bool = False  # READY=1 sent to systemd
 
     def run(self) -> int:
         planned, warnings = check_registry.plan(self.settings)
@@ -68,8 +69,7 @@ class Master:
         raise_open_files_limit()
         self.listeners = bind_listeners(self.settings.listen_address, self.settings.listen_port)
         prepare_store(self.settings)
-        if self.settings.pid_file:
-            write_pid_file(self.settings.pid_file)
+        self.pid_file = write_pid_file(self.settings.pid_file) if self.settings.pid_file else None
         drop_privileges(self.settings.run_as_user)
         self._log_start()
         self.wake_r, self.wake_w = os.pipe()
@@ -81,7 +81,6 @@ class Master:
             signal.signal(signum, self._record_signal)
         try:
             self._spawn_missing()
-            notify_systemd("READY=1")
             return self._loop()
         except HaltServer as exc:
             log.error("halting: %s", exc)
@@ -89,9 +88,9 @@ class Master:
             return exc.exit_code
         finally:
             self._close_listeners()
-            if self.settings.pid_file:
+            if self.pid_file:
                 try:
-                    os.unlink(self.settings.pid_file)
+                    os.unlink(self.pid_file)
                 except OSError:
                     pass
 
@@ -106,6 +105,9 @@ class Master:
                 pass
             _drain(self.wake_r)
             self._read_ready()
+            if not self.announced and any(w.ready for w in self.workers.values()):
+                self.announced = True
+                notify_systemd("READY=1")  # a worker accepts: systemd may start Postfix now
             while self.signals:
                 signum = self.signals.pop(0)
                 if signum in (signal.SIGTERM, signal.SIGINT):
@@ -368,9 +370,16 @@ def drop_privileges(user_name: str) -> None:
         raise HaltServer("could not drop root privileges")
 
 
-def write_pid_file(path: str) -> None:
-    with open(path, "w", encoding="ascii") as handle:
-        handle.write(f"{os.getpid()}\n")
+def write_pid_file(path: str) -> str | None:
+    """Best effort: apd stays in the foreground and systemd tracks its pid, so an iRedAPD
+    ``pid_file = '/var/run/iredapd.pid'`` that a sandbox makes read-only must not stop it."""
+    try:
+        with open(path, "w", encoding="ascii") as handle:
+            handle.write(f"{os.getpid()}\n")
+    except OSError as exc:
+        log.warning("cannot write pid_file %s: %s", path, exc.strerror or exc)
+        return None
+    return path
 
 
 def notify_systemd(message: str) -> None:

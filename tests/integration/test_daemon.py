@@ -397,3 +397,60 @@ def test_port_in_use_stops_start_up(tmp_path) -> None:
         result = run_apd({"listen_port": busy.getsockname()[1]}, tmp_path)
     assert result.returncode == 1
     assert "cannot start" in result.stderr and "Address already in use" in result.stderr
+
+
+def test_systemd_notify_ready_and_stopping(apd, tmp_path, monkeypatch) -> None:
+    path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind(str(path))
+        notify.settimeout(10)
+        monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+        proc = apd(plugins=["reject_null_sender"])
+        assert notify.recv(100) == b"READY=1"
+        proc.signal(signal.SIGTERM)
+        assert notify.recv(100) == b"STOPPING=1"
+        assert proc.proc.wait(15) == 0
+
+
+def test_pid_file_written_and_removed_and_an_unwritable_one_is_not_fatal(apd, tmp_path) -> None:
+    pid_file = tmp_path / "apd.pid"
+    proc = apd(plugins=["reject_null_sender"], pid_file=str(pid_file))
+    assert pid_file.read_text() == f"{proc.proc.pid}\n"
+    proc.stop()
+    assert not pid_file.exists()
+    proc = apd(plugins=["reject_null_sender"], pid_file=str(tmp_path / "no" / "such" / "dir.pid"))
+    assert ask(proc) == "DUNNO"
+    assert "cannot write pid_file" in proc.log()
+
+
+def test_logs_to_syslog_with_facility_and_tag(tmp_path) -> None:
+    path = tmp_path / "log.sock"
+    settings = {
+        "listen_port": free_port(),
+        "sqlite_db_path": str(tmp_path / "db"),
+        "plugins": ["reject_null_sender"],
+        "SYSLOG_SERVER": str(path),
+        "SYSLOG_FACILITY": "local3",
+        "run_as_user": pwd.getpwuid(os.getuid()).pw_name,
+        "workers": 1,
+    }
+    (tmp_path / "settings.py").write_text(settings_text(settings))
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as syslog:
+        syslog.bind(str(path))
+        syslog.settimeout(10)
+        child = subprocess.Popen(
+            [sys.executable, "-m", "apd", "-c", str(tmp_path / "settings.py"), "--log-to", "syslog"],
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        try:
+            wanted = f"<{19 * 8 + 6}>apd[{child.pid}]: Starting apd".encode()  # local3.info
+            seen = []
+            while not any(m.startswith(wanted) for m in seen):
+                seen.append(syslog.recv(4096))
+            with PolicyClient("127.0.0.1", settings["listen_port"]) as client:
+                assert client.ask(**rcpt(sender="", sasl_username="u@example.com")) == replies.REJECT_NULL_SENDER
+            while not any(b"check=reject_null_sender" in m for m in seen):
+                seen.append(syslog.recv(4096))
+        finally:
+            child.terminate()
+            assert child.wait(15) == 0
