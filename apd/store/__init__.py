@@ -52,6 +52,12 @@ class Store:
 
         return RdnsList(self.iredapd)
 
+    @cached_property
+    def throttle_counters(self):
+        from apd.store.counters import ThrottleCounters
+
+        return ThrottleCounters(self.iredapd)
+
     def databases(self) -> list[Database]:
         seen: list[Database] = []
         for db in (self.vmail, self.amavisd, self.iredapd):

@@ -1,0 +1,249 @@
+"""Connections to real MariaDB and PostgreSQL servers: timeouts bound a slow or hung server,
+a killed connection or a restarted server is recovered on a later call, and ``apd --init-db``
+creates only what is missing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from apd.errors import StoreUnavailable
+from apd.store import open_store
+from apd.store.base import BACKOFF_FIRST, Database
+from apd.store.servers import init_server_db, make_dialect
+from tests.helpers.apd_process import ROOT, free_port, settings_text
+
+SERVERS = ["mysql", "pgsql"]
+SLEEP = {"mysql": "SELECT SLEEP(10)", "pgsql": "SELECT pg_sleep(10)"}
+TIMEOUT = 1.0
+
+
+@pytest.fixture(params=SERVERS)
+def server(request):
+    return request.getfixturevalue("mariadb_server" if request.param == "mysql" else "postgres_server")
+
+
+@pytest.fixture
+def kind(server):
+    return "pgsql" if "Postgres" in type(server).__name__ else "mysql"
+
+
+def after_backoff() -> None:
+    time.sleep(BACKOFF_FIRST + 0.1)
+
+
+def timed(fn):
+    started = time.monotonic()
+    try:
+        fn()
+    except StoreUnavailable as exc:
+        return time.monotonic() - started, exc
+    raise AssertionError("expected StoreUnavailable")
+
+
+def test_slow_query_is_cut_at_the_timeout(server, kind):
+    store = open_store(server.settings(SQL_QUERY_TIMEOUT=TIMEOUT))
+    db = store.iredapd
+    assert db.query("SELECT 1") == [(1,)]
+    elapsed, exc = timed(lambda: db.query(SLEEP[kind]))
+    assert TIMEOUT * 0.9 <= elapsed < TIMEOUT + 0.9, elapsed
+    assert "iredapd" in str(exc)
+    server.kill_connections("iredapd")  # end the abandoned sleep on the server side
+    after_backoff()
+    assert db.query("SELECT 2") == [(2,)]
+    store.close()
+
+
+def test_killed_connection_is_replaced_on_the_next_call(server):
+    store = open_store(server.settings(SQL_QUERY_TIMEOUT=TIMEOUT))
+    db = store.iredapd
+    assert db.query("SELECT 1") == [(1,)]
+    assert server.kill_connections("iredapd") >= 1
+    time.sleep(0.2)
+    assert db.query("SELECT 2") == [(2,)]  # one silent reconnect, no error
+    assert db.available
+    store.close()
+
+
+def test_server_restart_mid_run(server):
+    store = open_store(server.settings(SQL_QUERY_TIMEOUT=TIMEOUT))
+    db = store.vmail
+    db.execute("DELETE FROM domain")
+    db.execute("INSERT INTO domain (domain) VALUES (%s)", ("restart.org",))
+    assert store.accounts.is_local_domain("restart.org")
+    server.stop()
+    try:
+        elapsed, exc = timed(lambda: store.accounts.is_local_domain("restart.org"))
+        assert elapsed < TIMEOUT + 0.9
+        assert "vmail" in str(exc)
+        elapsed, _ = timed(lambda: store.accounts.is_local_domain("restart.org"))
+        assert elapsed < 0.1  # backing off: no wait on a dead server
+    finally:
+        server.start()
+    deadline = time.monotonic() + 15
+    while True:  # recovers by itself once the back-off lets a connect through
+        try:
+            assert store.accounts.is_local_domain("restart.org")
+            break
+        except StoreUnavailable:
+            assert time.monotonic() < deadline, "no recovery after the restart"
+            time.sleep(0.2)
+    assert db.available
+    db.execute("DELETE FROM domain")
+    store.close()
+
+
+@pytest.mark.parametrize("kind", SERVERS)
+def test_blackholed_server_costs_one_timeout(kind):
+    """A listening socket that never answers: the connect (handshake) is bounded."""
+    with socket.socket() as hole:
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(16)
+        params = dict(host="127.0.0.1", port=hole.getsockname()[1], user="u", password="p", database="d", use_ssl=False)
+        db = Database("iredapd (blackhole)", make_dialect(kind, params, TIMEOUT))
+        elapsed, exc = timed(lambda: db.query("SELECT 1"))
+        assert TIMEOUT * 0.9 <= elapsed < TIMEOUT + 0.9, elapsed
+        assert "blackhole" in str(exc)
+        elapsed, _ = timed(lambda: db.query("SELECT 1"))
+        assert elapsed < 0.1
+
+
+@pytest.mark.parametrize("kind", SERVERS)
+def test_closed_port_fails_fast(kind):
+    params = dict(host="127.0.0.1", port=free_port(), user="u", password="p", database="d", use_ssl=False)
+    db = Database("iredapd (closed)", make_dialect(kind, params, TIMEOUT))
+    elapsed, _ = timed(lambda: db.query("SELECT 1"))
+    assert elapsed < 0.5
+
+
+def test_hung_postgres_backend_is_bounded_by_the_client(postgres_server):
+    """statement_timeout cannot help when the server process itself stops answering."""
+    store = open_store(postgres_server.settings(SQL_QUERY_TIMEOUT=TIMEOUT))
+    db = store.iredapd
+    (pid,) = db.query_one("SELECT pg_backend_pid()")
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        elapsed, _ = timed(lambda: db.query("SELECT 1"))
+        assert TIMEOUT <= elapsed < TIMEOUT + 0.9, elapsed
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    after_backoff()
+    assert db.query("SELECT 3") == [(3,)]
+    store.close()
+
+
+def test_identical_databases_share_one_connection(server):
+    settings = server.settings(vmail_db_name=server.db_name("apd", "iredapd"), vmail_db_user="iredapd")
+    store = open_store(settings.replace(amavisd_db_name=settings.iredapd_db_name, amavisd_db_user="iredapd"))
+    assert store.vmail is store.amavisd is store.iredapd
+    store.iredapd.query("SELECT 1")
+    store.close()
+
+
+# --- apd --init-db
+
+
+def schema_snapshot(server, kind: str, database: str) -> list[tuple]:
+    if kind == "mysql":
+        columns = server.query(
+            "SELECT table_name, column_name, column_type, is_nullable, column_default FROM information_schema.columns"
+            " WHERE table_schema = %s ORDER BY 1, 2",
+            (database,),
+        )
+        indexes = server.query(
+            "SELECT table_name, index_name, non_unique, column_name, seq_in_index FROM information_schema.statistics"
+            " WHERE table_schema = %s ORDER BY 1, 2, 5",
+            (database,),
+        )
+    else:
+        columns = server.query(
+            "SELECT table_name, column_name, data_type, is_nullable, column_default FROM information_schema.columns"
+            " WHERE table_schema = 'public' ORDER BY 1, 2",
+            database=database,
+        )
+        indexes = server.query(
+            "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1, 2",
+            database=database,
+        )
+    return [*columns, *indexes]
+
+
+def test_init_db_leaves_an_iredmail_database_unchanged(server, kind):
+    server.require_schema("iredmail")
+    names = [server.db_name("iredmail", db) for db in ("vmail", "amavisd", "iredapd")]
+    before = {name: schema_snapshot(server, kind, name) for name in names}
+    report = init_server_db(server.settings("iredmail"))
+    assert len(report) == 3
+    assert all("created" not in line for line in report), report
+    assert {name: schema_snapshot(server, kind, name) for name in names} == before
+
+
+def create_empty_databases(server, kind: str, prefix: str) -> None:
+    for db in ("vmail", "amavisd", "iredapd"):
+        name = f"{prefix}{db}"
+        if kind == "mysql":
+            server.execute(f"DROP DATABASE IF EXISTS {name}")
+            server.execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci")
+            for host in ("127.0.0.1", "localhost"):
+                server.execute(f"GRANT ALL PRIVILEGES ON {name}.* TO '{db}'@'{host}'")
+        else:
+            server.execute(f"DROP DATABASE IF EXISTS {name}")
+            server.execute(f"CREATE DATABASE {name} OWNER {db}")
+
+
+def init_db_cli(tmp_path: Path, settings: dict) -> subprocess.CompletedProcess:
+    path = tmp_path / "settings.py"
+    path.write_text(settings_text(settings))
+    return subprocess.run(
+        [sys.executable, "-m", "apd", "-c", str(path), "--init-db", "--log-to", "stderr"],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        timeout=60,
+    )
+
+
+def test_init_db_cli_creates_missing_tables_only(server, kind, tmp_path):
+    prefix = "initdb_"
+    create_empty_databases(server, kind, prefix)
+    values = server.apd_settings("apd", **{f"{db}_db_name": f"{prefix}{db}" for db in ("vmail", "amavisd", "iredapd")})
+    # an iredapd database with one table already there (and a vmail database of someone else)
+    if kind == "mysql":
+        server.execute("CREATE TABLE smtp_sessions (id INT PRIMARY KEY, note VARCHAR(10))", database="initdb_iredapd")
+    else:
+        server.execute("CREATE TABLE smtp_sessions (id INT PRIMARY KEY, note VARCHAR(10))", database="initdb_iredapd")
+        server.execute("GRANT ALL ON smtp_sessions TO iredapd", database="initdb_iredapd")
+    out = init_db_cli(tmp_path, values)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert any("initdb_vmail" in line and "created 8 table(s)" in line for line in lines), lines
+    assert any("initdb_amavisd" in line and "created 5 table(s)" in line for line in lines), lines
+    assert any("initdb_iredapd" in line and "created 10 table(s)" in line and "kept 1" in line for line in lines), lines
+    assert "smtp_sessions" not in next(line for line in lines if "initdb_iredapd" in line)
+    assert sorted(server.tables("initdb_iredapd")) == sorted(server.tables(server.db_name("apd", "iredapd")))
+    # the existing table is untouched
+    assert "note" in [c[1] for c in schema_snapshot(server, kind, "initdb_iredapd") if c[0] == "smtp_sessions"]
+    again = init_db_cli(tmp_path, values)
+    assert again.returncode == 0 and "created" not in again.stdout, again.stdout
+
+
+def test_init_db_reports_an_unreachable_server(tmp_path):
+    out = init_db_cli(
+        tmp_path,
+        {
+            "backend": "mysql",
+            "iredapd_db_port": free_port(),
+            "vmail_db_port": free_port(),
+            "amavisd_db_port": free_port(),
+            "SQL_QUERY_TIMEOUT": 1,
+        },
+    )
+    assert out.returncode != 0
+    assert "--init-db failed" in out.stderr and "unavailable" in out.stderr
