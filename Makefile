@@ -10,7 +10,7 @@ DEB_PACKAGES := mariadb-server postgresql slapd ldap-utils postfix dnsmasq-base 
 ARGS ?=
 
 .PHONY: run test venv deps debian-deps bench lint conf check-config init-db clean \
-        wblist-admin greylisting-admin spf-to-greylist-whitelists
+        wblist-admin greylisting-admin cleanup-db spf-to-greylist-whitelists
 
 $(VENV)/.installed: setup.py
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -58,6 +58,9 @@ wblist-admin: venv
 
 greylisting-admin: venv
 	$(VENV)/bin/apd-greylisting-admin $(ARGS)
+
+cleanup-db: venv
+	$(VENV)/bin/apd-cleanup-db $(ARGS)
 
 spf-to-greylist-whitelists: venv
 	$(VENV)/bin/apd-spf-to-greylist-whitelists $(ARGS)

@@ -64,6 +64,23 @@ def _nonneg_int(unit: str) -> Callable[[Any], int]:
     return convert
 
 
+def _prefix_length(exact: int, longest: int | None = None) -> Callable[[Any], int]:
+    """A network prefix length 0..``longest``, or ``exact`` (the whole address)."""
+    longest = exact if longest is None else longest
+
+    def convert(value: Any) -> int:
+        expected = f"expected a prefix length 0-{longest}" + (f" or {exact}" if longest != exact else "")
+        try:
+            number = _int(value)
+        except ValueError:
+            raise ValueError(expected) from None
+        if not (0 <= number <= longest or number == exact):
+            raise ValueError(expected)
+        return number
+
+    return convert
+
+
 def _positive_number(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ValueError("expected a number of seconds")
@@ -226,8 +243,22 @@ REGISTRY: tuple[Setting, ...] = (
     _S("STORE_FAILURE_ACTION", _action, "DUNNO", "Answer when a database is down: DUNNO or a 4xx."),
     _S("SQL_QUERY_TIMEOUT", _positive_number, 5.0, "Seconds a database connect or query may take."),
     _S("CUSTOM_CHECKS_DIR", _str, "", "Folder with custom_*.py checks."),
-    _S("GREYLISTING_TRACK_IPV4_PREFIX", _nonneg_int("a prefix length"), 32, "Track IPv4 clients per /N."),
-    _S("GREYLISTING_TRACK_IPV6_PREFIX", _nonneg_int("a prefix length"), 128, "Track IPv6 clients per /N."),
+    _S(
+        "GREYLISTING_TRACK_IPV4_PREFIX",
+        _prefix_length(32),
+        32,
+        "Greylisting tracks an IPv4 client by its /N network instead of its address when N < 32 (apd"
+        " addition). 24 lets a retry from another server of the same /24 pool pass, as big providers"
+        " retry from other addresses; greylisting_tracking.client_address then holds e.g. '192.0.2.0/24'."
+        " 32 (default) tracks the exact address, as iRedAPD does.",
+    ),
+    _S(
+        "GREYLISTING_TRACK_IPV6_PREFIX",
+        _prefix_length(128, 112),
+        128,
+        "The same for IPv6 clients, e.g. 64 (one /64 per site). 128 (default) tracks the exact address;"
+        " otherwise at most 112, so the network text fits client_address (40 characters).",
+    ),
     # LDAP
     _S("ldap_uri", _str, "ldap://127.0.0.1:389", "LDAP server URI."),
     _S("ldap_basedn", _str, "o=domains,dc=iredmail,dc=org", "Base DN of the mail domains."),

@@ -250,3 +250,33 @@ def test_next_state(name, stored, now, expected, greylisted):
 )
 def test_reply(greylist, training, expected):
     assert reply(greylist, training, MSG) == expected
+
+
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        ("GREYLISTING_TRACK_IPV4_PREFIX = 24", ("GREYLISTING_TRACK_IPV4_PREFIX", 24)),
+        ("GREYLISTING_TRACK_IPV4_PREFIX = '16'", ("GREYLISTING_TRACK_IPV4_PREFIX", 16)),
+        ("GREYLISTING_TRACK_IPV4_PREFIX = 33", "expected a prefix length 0-32"),
+        ("GREYLISTING_TRACK_IPV6_PREFIX = 64", ("GREYLISTING_TRACK_IPV6_PREFIX", 64)),
+        ("GREYLISTING_TRACK_IPV6_PREFIX = 128", ("GREYLISTING_TRACK_IPV6_PREFIX", 128)),
+        ("GREYLISTING_TRACK_IPV6_PREFIX = 120", "expected a prefix length 0-112 or 128"),  # would not fit VARCHAR(40)
+        ("GREYLISTING_TRACK_IPV6_PREFIX = -1", "expected a prefix length 0-112 or 128"),
+    ],
+)
+def test_tracking_prefix_settings(line, expected):
+    from apd.settings import ConfigError, parse
+
+    if isinstance(expected, str):
+        with pytest.raises(ConfigError) as info:
+            parse(line + "\n")
+        assert expected in str(info.value)
+    else:
+        assert getattr(parse(line + "\n"), expected[0]) == expected[1]
+
+
+def test_longest_allowed_ipv6_network_fits_client_address():
+    key = tracking_key(
+        ip("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"), 32, 112, "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"
+    )
+    assert len(key) <= 40
