@@ -108,7 +108,7 @@ def run(args: argparse.Namespace, settings: Any) -> int:
             try:
                 repo.replace_spf_senders(result.domain, result.entries)
             except StoreError as exc:
-                log.error("* <<< ERROR >>> Cannot insert new record for domain %s: %s", result.domain, exc)
+                log.error("* <<< ERROR >>> Cannot insert new record for domain %s: %s", result.domain, one_line(exc))
                 status = EXIT_ERROR
 
         if args.submit:
@@ -117,9 +117,9 @@ def run(args: argparse.Namespace, settings: Any) -> int:
                 try:
                     repo.add_domain(domain)
                 except DuplicateKey as exc:
-                    log.info("<<< ERROR >>> %s", exc)
+                    log.info("<<< ERROR >>> %s", one_line(exc))
                 except StoreError as exc:
-                    log.error("<<< ERROR >>> %s", exc)
+                    log.error("<<< ERROR >>> %s", one_line(exc))
                     status = EXIT_ERROR
     except StoreError as exc:
         print(f"<<< ERROR >>> {exc}", file=sys.stderr)
@@ -127,6 +127,10 @@ def run(args: argparse.Namespace, settings: Any) -> int:
     finally:
         store.close()
     return status
+
+
+def one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
 
 
 def setup_logging(debug: bool) -> None:

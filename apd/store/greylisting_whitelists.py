@@ -132,10 +132,10 @@ def whitelist_domains_table_exists(db: Database) -> bool:
 def seed_whitelist_domains(db: Database, domains: Iterable[str] = DEFAULT_WHITELIST_DOMAINS) -> int:
     """Insert the default domains that are missing; returns how many were inserted."""
     insert = db.dialect.insert_ignore("greylisting_whitelist_domains", ("domain",), ("domain",))
-    inserted = 0
-    for domain in domains:
-        inserted += max(db.execute(insert, (domain,)), 0)
-    return inserted
+    count = "SELECT COUNT(*) FROM greylisting_whitelist_domains"
+    before = db.query_one(count)[0]
+    db.execute_many(insert, [(domain,) for domain in domains])
+    return db.query_one(count)[0] - before  # rowcounts of an ignored insert differ by dialect
 
 
 def create_tables_and_seed(db: Database, create_tables: Callable[[], None]) -> int:
