@@ -34,7 +34,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--debug", action="store_true", help="print every address found")
     parser.add_argument("--submit", action="store_true", help="also store the domains in greylisting_whitelist_domains")
     parser.add_argument("domains", nargs="*", metavar="domain", help="default: every whitelisted domain")
-    return parser.parse_args(argv)
+    return parser.parse_intermixed_args(argv)  # flags anywhere, as iRedAPD scans them
 
 
 def valid_domains(names: Sequence[str]) -> tuple[list[str], list[str]]:

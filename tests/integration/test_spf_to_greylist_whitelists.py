@@ -238,3 +238,16 @@ def test_seeding_inserts_only_missing_domains(sql_backend):
 def test_default_domains_are_valid_and_unique():
     assert 40 <= len(DEFAULT_WHITELIST_DOMAINS) == len(set(DEFAULT_WHITELIST_DOMAINS))
     assert tool.valid_domains(DEFAULT_WHITELIST_DOMAINS) == (list(DEFAULT_WHITELIST_DOMAINS), [])
+
+
+def test_a_domain_already_expanded_by_an_earlier_one_is_skipped(tool_env, capsys):
+    config, db = tool_env
+    db.execute(
+        "INSERT INTO greylisting_whitelist_domain_spf (account, sender, comment) VALUES (%s, %s, %s)",
+        ("@.", "192.0.2.1", "AUTO-UPDATE: _spf.wl-big.test"),
+    )
+    assert run_tool(config, "wl-one.test", "_spf.wl-big.test") == 0
+    assert capsys.readouterr().out == "* 2 mail domains in total.\n\t+ [wl-one.test]\n"
+    rows = spf_rows(db)
+    assert rows["AUTO-UPDATE: wl-one.test"] == sorted(WL_ONE)
+    assert rows["AUTO-UPDATE: _spf.wl-big.test"] == ["192.0.2.1"]  # not processed, so not touched
