@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import selectors
@@ -23,6 +24,7 @@ STOP_GRACE = 10.0  # seconds a stopping worker waits for half-received requests
 FRESH_GRACE = 1.0  # ... and for the first request of a connection it accepted just before
 TICK = 1.0
 STOP_TICK = 0.1
+ACCEPT_PAUSE = 0.5
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
 
 
@@ -36,6 +38,7 @@ class Worker:
         self.generation = generation
         self.ready_fd = ready_fd  # the master learns that we accept when our pid arrives here
         self.stopping = False
+        self.accept_paused_until = 0.0  # out of descriptors: accepting resumes at this moment
         self.parent = os.getppid()
         self.selector = selectors.DefaultSelector()
         self.connections: dict[int, Connection] = {}
@@ -91,7 +94,9 @@ class Worker:
                 self._drop_when_stopping(time.monotonic() - stop_started)
                 if not self.connections:
                     return
-            for key, _ in self.selector.select(STOP_TICK if self.stopping else TICK):
+            elif self.accept_paused_until and time.monotonic() >= self.accept_paused_until:
+                self._resume_accepting()
+            for key, _ in self.selector.select(STOP_TICK if self.stopping or self.accept_paused_until else TICK):
                 target = key.data
                 if target == "wake":
                     try:
@@ -112,6 +117,8 @@ class Worker:
 
     def _begin_stop(self) -> None:
         """Stop accepting (the master and other workers keep the socket) and answer what has arrived."""
+        if self.accept_paused_until:
+            self._resume_accepting()
         for listener in self.listeners:
             self.selector.unregister(listener.socket)
             listener.socket.close()
@@ -134,12 +141,30 @@ class Worker:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
-                log.warning("accept failed: %s", exc)
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    # The listener stays readable: without a pause this would spin and flood the log.
+                    if not self.accept_paused_until:
+                        log.warning("accept failed: %s; not accepting for %.1f s", exc, ACCEPT_PAUSE)
+                    self._pause_accepting()
+                else:
+                    log.warning("accept failed: %s", exc)
                 return
             reader = RequestReader(delimiters=tuple(self.settings.RECIPIENT_DELIMITERS))
             conn = Connection(sock, peer, reader, time.monotonic())
             self.connections[conn.fileno()] = conn
             self.selector.register(sock, selectors.EVENT_READ, conn)
+
+    def _pause_accepting(self) -> None:
+        if self.accept_paused_until:
+            return
+        for listener in self.listeners:
+            self.selector.unregister(listener.socket)
+        self.accept_paused_until = time.monotonic() + ACCEPT_PAUSE
+
+    def _resume_accepting(self) -> None:
+        for listener in self.listeners:
+            self.selector.register(listener.socket, selectors.EVENT_READ, listener)
+        self.accept_paused_until = 0.0
 
     def _serve(self, conn: Connection) -> None:
         keep = conn.serve_ready(self._answer, time.monotonic())

@@ -454,3 +454,27 @@ def test_logs_to_syslog_with_facility_and_tag(tmp_path) -> None:
         finally:
             child.terminate()
             assert child.wait(15) == 0
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+@pytest.mark.skipif(not Path("/usr/bin/prlimit").exists(), reason="prlimit (util-linux) not installed")
+def test_out_of_descriptors_pauses_accepting_instead_of_spinning(apd) -> None:
+    proc = apd(command_prefix=("/usr/bin/prlimit", "--nofile=64:64", "--"), workers=1, plugins=["reject_null_sender"])
+    (worker,) = proc.worker_pids()
+    clients = [proc.client() for _ in range(100)]  # more than the worker can hold; the rest wait in the backlog
+    try:
+        proc.wait_for_log("not accepting for")
+        before = cpu_seconds(worker)
+        time.sleep(1.0)
+        assert cpu_seconds(worker) - before < 0.3, "the worker spins on a listener it cannot accept from"
+        assert proc.log().count("not accepting for") < 10
+        for client in clients[:60]:
+            client.close()
+        assert clients[-1].ask(**rcpt()) == "DUNNO"  # accepted once descriptors were free again
+    finally:
+        for client in clients:
+            client.close()
