@@ -167,7 +167,11 @@ class Worker:
         self.accept_paused_until = 0.0
 
     def _serve(self, conn: Connection) -> None:
-        keep = conn.serve_ready(self._answer, time.monotonic())
+        try:
+            keep = conn.serve_ready(self._answer, time.monotonic())
+        except Exception:  # a bug outside the checks: lose this connection, not the worker's others
+            log.exception("connection from %s closed: unexpected error", conn.peer)
+            keep = False
         if not keep or (self.stopping and conn.answered and not conn.reader.in_request):
             self._drop(conn)
 

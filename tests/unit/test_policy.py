@@ -117,6 +117,13 @@ def test_exception_in_the_only_check_gives_dunno() -> None:
     assert policy(fake("broken", KeyError("x"))).decide(rcpt()).action == "DUNNO"
 
 
+@pytest.mark.parametrize("bad", [42, True, ("REJECT", "x"), b"REJECT bytes"])
+def test_a_result_that_is_not_a_string_counts_as_dunno(bad, caplog) -> None:
+    p = policy(fake("odd", bad), fake("next", "REJECT next"))
+    assert p.decide(rcpt()).action == "REJECT next"
+    assert "Plugin 'odd' returned" in caplog.text
+
+
 def test_store_unavailable_default_is_fail_open() -> None:
     p = policy(fake("db", StoreUnavailable("down")), fake("next", "REJECT next"))
     assert p.decide(rcpt()).action == "REJECT next"
