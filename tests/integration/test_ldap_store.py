@@ -19,7 +19,7 @@ from apd.store.ldap import LdapAccounts  # noqa: E402
 
 pytestmark = pytest.mark.servers
 
-CUSTOM_CHECKS = Path(__file__).resolve().parents[1] / "helpers" / "custom_checks"
+CUSTOM_CHECKS = Path(__file__).resolve().parents[1] / "data" / "custom_checks"
 DEFER = "451 4.3.0 Directory unavailable, try again later"
 
 ANSWERS = [
