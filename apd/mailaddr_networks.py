@@ -80,8 +80,9 @@ class MailaddrNetworks:
 
     def _apply(self, rows: list[tuple[int, str]]) -> None:
         seen = {row_id for row_id, _ in rows}
-        for row_id in [i for i in self._entries if i > self.low and i not in seen]:
-            self._drop(row_id)  # deleted
+        if self._entries:
+            for row_id in [i for i in self._entries if i > self.low and i not in seen]:
+                self._drop(row_id)  # deleted
         for row_id, email in rows:
             known = self._entries.get(row_id)
             if known is not None:

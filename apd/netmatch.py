@@ -59,11 +59,8 @@ class NetworkSet:
     def add_parsed(self, network: tuple[bytes, int], payload: object = None) -> None:
         """Add a network already checked by ``strict_network`` (no re-parsing: bulk loads)."""
         packed, masklen = network
-        node = self._tree.search_exact(packed=packed, masklen=masklen)
-        if node is None:
-            node = self._tree.add(packed=packed, masklen=masklen)
-            node.data["payloads"] = []
-        node.data["payloads"].append(payload)
+        node = self._tree.add(packed=packed, masklen=masklen)  # returns the node when it exists
+        node.data.setdefault("payloads", []).append(payload)
         self.size += 1
 
     def discard(self, network: tuple[bytes, int], payload: object) -> None:

@@ -66,6 +66,38 @@ SCENARIOS = [
 ]
 
 
+# amavisd_wblist alone: 100 vs 100,000 list entries (half CIDR networks), SQLite and MariaDB;
+# the 100k rows are compared with the 100 rows (issue 4: within 10%). Data: bench/wblist.py.
+WBLIST = {"plugins": ["amavisd_wblist"]}
+WBLIST_CELLS = (Cell(PERSISTENT, 10), Cell(PERSISTENT, 50))
+
+
+def _wblist_environment(kind: str, total: int) -> Callable[..., Any]:
+    from bench.wblist import environment
+
+    return environment(kind, total)
+
+
+for _kind, _name in (("sqlite", "sqlite"), ("mysql", "mariadb")):
+    SCENARIOS += [
+        Scenario(
+            f"wblist-100-{_name}",
+            WBLIST,
+            cells=WBLIST_CELLS,
+            environment=_wblist_environment(_kind, 100),
+            doc=f"amavisd_wblist alone on {_name}, 100 list entries (50 CIDR)",
+        ),
+        Scenario(
+            f"wblist-100k-{_name}",
+            WBLIST,
+            cells=WBLIST_CELLS,
+            environment=_wblist_environment(_kind, 100_000),
+            baseline=f"wblist-100-{_name}",
+            doc=f"amavisd_wblist alone on {_name}, 100,000 list entries (50,000 CIDR, IPv4 and IPv6)",
+        ),
+    ]
+
+
 def by_label(label: str) -> Scenario:
     for scenario in SCENARIOS:
         if scenario.label == label:

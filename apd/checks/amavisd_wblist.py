@@ -29,6 +29,7 @@ from typing import Callable, Iterable, Sequence
 from apd import replies
 from apd.address import local_part, policy_addresses, wildcard_ipv4
 from apd.checks.base import Check
+from apd.errors import StoreError
 from apd.mailaddr_networks import MailaddrNetworks
 from apd.store.wblist import ListRow
 
@@ -195,7 +196,16 @@ class AmavisdWblist(Check):
         self.discard = bool(settings.WBLIST_DISCARD_INSTEAD_OF_REJECT)
         self.bypass_outgoing = bool(settings.WBLIST_BYPASS_OUTGOING_EMAIL)
         self.all_wildcards = bool(settings.ENABLE_ALL_WILDCARD_IP)
-        self.networks: MailaddrNetworks | None = None  # built on first use, in the worker
+        self.networks: MailaddrNetworks | None = None
+        if store.amavisd is not None:
+            # Load the tree now, as the worker starts, not in its first request (100,000
+            # entries take about half a second); if the database is down, the first request
+            # that needs the tree loads it.
+            self.networks = MailaddrNetworks(store.wblist)
+            try:
+                self.networks.ensure_loaded()
+            except StoreError as exc:
+                log.warning("amavisd_wblist: networks not loaded yet: %s", exc)
 
     def check(self, request, ctx):
         if self.store.amavisd is None:
