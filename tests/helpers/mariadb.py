@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+import pytest
+
 from tests.helpers.apd_process import free_port
 from tests.helpers.servers import require_binary, unavailable
 from tests.helpers.shared import shared_schema
@@ -191,8 +193,9 @@ class MariaDBServer:
         self.schemas.add("apd")
 
     def require_schema(self, schema: str) -> None:
+        """Skip (also in CI: this is missing data, not a server failure) without that set."""
         if schema not in self.schemas:
-            unavailable(f"schema set {schema!r} not loaded (../shared/iredmail absent?)")
+            pytest.skip(f"schema set {schema!r} not loaded: ../shared/iredmail with the iRedMail schemas is absent")
 
     def db_name(self, schema: str, db: str) -> str:
         return SCHEMAS[schema] + db

@@ -160,3 +160,15 @@ def test_identical_databases_share_one_connection():
 
 def test_throttle_add_statement_has_one_parameter_per_placeholder():
     assert ADD_SQL.count("%s") == len(add_params(1, "a", 60, 1, 10, 1000, 5))
+
+
+def test_ldap_backend_keeps_amavisd_and_iredapd_in_mysql():
+    pytest.importorskip("ldap")
+    from apd.store import open_store
+
+    store = open_store(defaults().replace(backend="ldap"))
+    assert store.vmail is None
+    assert type(store.accounts).__name__ == "LdapAccounts"
+    assert store.iredapd.dialect.name == store.amavisd.dialect.name == "mysql"
+    assert store.iredapd.label.startswith("iredapd (mysql://")
+    store.close()
