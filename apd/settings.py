@@ -162,6 +162,15 @@ def network_warnings(entries: Iterable[str]) -> list[str]:
     return warnings
 
 
+def _ldap_uri(value: Any) -> str:
+    """One or more space-separated ldap://, ldaps:// or ldapi:// URIs (libldap tries them in turn)."""
+    text = _str(value).strip()
+    uris = text.split()
+    if not uris or any(not u.lower().startswith(("ldap://", "ldaps://", "ldapi://")) for u in uris):
+        raise ValueError("expected an LDAP URI such as 'ldap://127.0.0.1:389' (or ldaps://, ldapi://)")
+    return text
+
+
 def _nameservers(value: Any) -> tuple[str, ...]:
     entries = _str_list(value)
     for entry in entries:
@@ -260,7 +269,7 @@ REGISTRY: tuple[Setting, ...] = (
         " otherwise at most 112, so the network text fits client_address (40 characters).",
     ),
     # LDAP
-    _S("ldap_uri", _str, "ldap://127.0.0.1:389", "LDAP server URI."),
+    _S("ldap_uri", _ldap_uri, "ldap://127.0.0.1:389", "LDAP server URI."),
     _S("ldap_basedn", _str, "o=domains,dc=iredmail,dc=org", "Base DN of the mail domains."),
     _S("ldap_binddn", _str, "cn=vmail,dc=iredmail,dc=org", "Bind DN."),
     _S("ldap_bindpw", _str, "password", "Bind password."),

@@ -21,7 +21,7 @@ The seeded DIT (see SEED below) follows iRedMail's layout (spec/ldap.md §2):
   users ``user@`` (shadowAddress ``user.alias@``, member of ``list@``),
   ``disabled@`` (accountStatus disabled), ``nodomain@`` (domainStatus disabled);
   the list ``list@`` (shadowAddress ``list.alias@``), the alias ``alias@``;
-* ``backupmx.com``: active, ``domainBackupMX: yes``;
+* ``backupmx.com``: active, ``domainBackupMX: yes``, alias domain ``alias.backupmx.com``;
 * ``disabled.com``: ``accountStatus: disabled`` with alias domain ``alias.disabled.com``;
 * ``nomail.com``: active but without ``enabledService: mail``;
 * ``aliasonly.com``: active, alias domain ``aliasonly-alias.com`` without ``enabledService: domainalias``.
@@ -146,7 +146,7 @@ SEED: list[tuple[str, dict]] = [
             "accountStatus": ["active"],
         },
     ),
-    _domain("backupmx.com", domainBackupMX="yes"),
+    _domain("backupmx.com", domainBackupMX="yes", domainAliasName=["alias.backupmx.com"]),
     _domain("disabled.com", accountStatus="disabled", domainAliasName=["alias.disabled.com"]),
     _domain("nomail.com", enabledService=["smtp"]),
     _domain("aliasonly.com", domainAliasName=["aliasonly-alias.com"]),

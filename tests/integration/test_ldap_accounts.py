@@ -52,6 +52,10 @@ LOCAL_DOMAIN_CASES = [
     ("alias2.example.com", True, True, True),  # stored upper-case; LDAP compares ignoring case
     ("backupmx.com", True, True, True),
     ("backupmx.com", True, False, False),
+    ("alias.backupmx.com", True, True, True),
+    # LDAP differs from SQL here (as in iRedAPD): the backup-MX filter applies to the entry
+    # holding the alias name, so an alias of a backup-MX domain is excluded with it.
+    ("alias.backupmx.com", True, False, False),
     ("disabled.com", True, True, False),
     ("alias.disabled.com", True, True, False),  # alias of an inactive domain
     ("nomail.com", True, True, False),  # no enabledService=mail
@@ -74,6 +78,7 @@ ALIAS_TARGET_CASES = [
     ("ALIAS.Example.COM", "example.com"),
     ("alias2.example.com", "example.com"),
     ("aliasonly-alias.com", "aliasonly.com"),
+    ("alias.backupmx.com", "backupmx.com"),
     ("example.com", None),
     ("alias.disabled.com", None),
     ("unknown.com", None),
@@ -147,7 +152,7 @@ def test_primary_and_alias_domains(accounts):
     expected = ["example.com", "alias.example.com", "alias2.example.com"]
     assert accounts.primary_and_alias_domains("example.com") == expected
     assert accounts.primary_and_alias_domains("Alias.example.com") == expected
-    assert accounts.primary_and_alias_domains("backupmx.com") == ["backupmx.com"]
+    assert accounts.primary_and_alias_domains("backupmx.com") == ["backupmx.com", "alias.backupmx.com"]
     assert accounts.primary_and_alias_domains("unknown.com") == []
     assert accounts.primary_and_alias_domains("not a domain") == []
 
@@ -220,6 +225,9 @@ HOSTILE = [
     "(",
     ")",
     "user@example.com\x00",
+    "%",
+    "_.org",
+    "x.org' OR '1'='1",
 ]
 
 

@@ -1,4 +1,4 @@
-"""The LDAP filters of spec/ldap.md §3, built with every value escaped (RFC 4515)."""
+"""LDAP pieces without a server: the filters of spec/ldap.md §3 (every value escaped, RFC 4515), ldap_uri."""
 
 from __future__ import annotations
 
@@ -79,3 +79,20 @@ def test_values_are_escaped(value, escaped):
     assert f.alias_target_filter(value).endswith(f"(domainAliasName={escaped}))")
     built = f.login_mismatch_filter(value, value, True, True)
     assert "*" not in built and "\x00" not in built
+
+
+@pytest.mark.parametrize(
+    "value", ["ldap://127.0.0.1:389", "LDAPS://ldap.example.com", "ldapi://%2Frun%2Fslapd.sock", "ldap://a ldap://b"]
+)
+def test_ldap_uri_setting_accepts(value):
+    from apd.settings import defaults
+
+    assert defaults().replace(ldap_uri=value).ldap_uri == value
+
+
+@pytest.mark.parametrize("value", ["127.0.0.1", "", "http://x", "ldap://a 127.0.0.1", 389])
+def test_ldap_uri_setting_rejects(value):
+    from apd.settings import ConfigError, defaults
+
+    with pytest.raises(ConfigError, match="expected an LDAP URI"):
+        defaults().replace(ldap_uri=value)
