@@ -113,7 +113,7 @@ class _Missing(Exception):
 
 def _find_class(name: str, settings: Any) -> type:
     if name.startswith("custom_") and settings.CUSTOM_CHECKS_DIR:
-        module = _load_custom(name, settings.CUSTOM_CHECKS_DIR)
+        module = _load_custom(name, settings.CUSTOM_CHECKS_DIR, settings)
     else:
         if not name.isidentifier():
             raise _Missing(f"{name!r} is not a check name")
@@ -131,14 +131,17 @@ def _find_class(name: str, settings: Any) -> type:
     raise _Missing(f"module for check {name!r} defines no Check subclass or restriction()")
 
 
-def _load_custom(name: str, folder: str) -> Any:
+def _load_custom(name: str, folder: str, settings: Any) -> Any:
+    from apd.compat import legacy_imports
+
     path = os.path.join(folder, name + ".py")
     if not os.path.isfile(path):
         raise _Missing(f"custom check {name!r} not found: {path} does not exist")
     spec = importlib.util.spec_from_file_location(f"apd_custom_{name}", path)
     module = importlib.util.module_from_spec(spec)
     try:
-        spec.loader.exec_module(module)
+        with legacy_imports(settings):  # iRedAPD plugins import libs.* and settings
+            spec.loader.exec_module(module)
     except Exception as exc:
         raise _Missing(f"custom check {name!r} failed to load: {exc!r}") from None
     return module

@@ -340,13 +340,18 @@ class Trap(Check):
 
 LEGACY_PLUGIN = """\
 # An iRedAPD-style plugin module, unchanged.
+from libs.logger import logger
+from libs import SMTP_ACTIONS
+import settings
+
 SMTP_PROTOCOL_STATE = ['END-OF-MESSAGE']
 
 
 def restriction(**kwargs):
     if kwargs['sender_without_ext'] == 'spammer@example.net' and kwargs['smtp_session_data']['size'] == '666':
-        return 'DISCARD legacy plugin'
-    return 'DUNNO'
+        logger.info('legacy plugin: discarding')
+        return settings.LEGACY_ACTION
+    return SMTP_ACTIONS['default']
 """
 
 
@@ -355,7 +360,11 @@ def test_custom_checks_load_from_custom_checks_dir(apd, tmp_path) -> None:
     folder.mkdir()
     (folder / "custom_trap.py").write_text(CLASS_CHECK)
     (folder / "custom_legacy.py").write_text(LEGACY_PLUGIN)
-    proc = apd(plugins=["custom_legacy", "custom_trap", "reject_null_sender"], CUSTOM_CHECKS_DIR=str(folder))
+    proc = apd(
+        plugins=["custom_legacy", "custom_trap", "reject_null_sender"],
+        CUSTOM_CHECKS_DIR=str(folder),
+        LEGACY_ACTION="DISCARD legacy plugin",
+    )
     assert "checks: reject_null_sender(100), custom_legacy(0), custom_trap(0)" in proc.log()
     assert ask(proc, recipient="trap@example.com") == "REJECT custom class says no"
     assert ask(proc, recipient="other@example.com") == "DUNNO"
