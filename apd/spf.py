@@ -59,7 +59,7 @@ def spf_record(txt_records: Iterable[str]) -> str | None:
         # iRedAPD strips outer quotes and '" "' joins; dnspython already gives joined strings,
         # but records published with literal quotes inside still need the same mending.
         text = text.strip().strip("\"'").replace('" "', "")
-        if text == "v=spf1" or text.startswith("v=spf1 "):
+        if text.startswith("v=spf1") and (len(text) == 6 or text[6].isspace()):
             return text
     return None
 
@@ -86,6 +86,8 @@ def parse_term(token: str) -> Term | None:
         if rest.startswith(":"):
             target, slash, after = rest[1:].partition("/")
             prefixes = slash + after
+            if not target:
+                return None  # 'a:' or 'a:/24': a colon needs a domain
         else:  # 'a', 'a/24', 'a//64'
             target, prefixes = "", rest
         lengths = _prefix_lengths(prefixes)

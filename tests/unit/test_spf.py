@@ -60,6 +60,8 @@ from apd.spf import (
         ("mx/24/", None),
         ("ip4/24", None),
         ("all/24", None),
+        ("a:", None),
+        ("mx:/24", None),
     ],
 )
 def test_parse_term(token, term):
@@ -74,6 +76,7 @@ def test_parse_term(token, term):
         (["v=spf1 a", "v=spf1 mx"], "v=spf1 a"),  # the first one wins
         (["v=spf1"], "v=spf1"),
         (["v=spf10 a"], None),
+        (["v=spf1\tip4:192.0.2.1"], "v=spf1\tip4:192.0.2.1"),
         (["V=SPF1 a"], None),  # case-sensitive, as iRedAPD
         (['"v=spf1 ip4:66.220.157" ".0/25 -all"'], "v=spf1 ip4:66.220.157.0/25 -all"),  # mended split
         (["spf2.0/pra a"], None),
