@@ -182,3 +182,42 @@ def test_daemon_follows_admin_tool_and_plain_sql(backend, apd_factory):
 
     done = admin(apd.settings_path, "--list", "--blacklist")
     assert done.stdout.splitlines()[-1] == "* No whitelist/blacklist."
+
+
+def test_one_statement_per_request_on_mariadb(mariadb_server):
+    """Counted by the server itself (general query log): one amavisd statement per request, and
+    after a change to mailaddr one more (the rows above the mark), not a reload."""
+    schema = schema_of(mariadb_server)
+    mariadb_server.truncate(schema)
+    settings = mariadb_server.settings(schema)
+    store = open_store(settings)
+    try:
+        store.wblist.add("@.", ["198.51.100.0/24", "@x.com"], "B", False)
+        store.wblist.add("user@local.com", ["friend@x.com"], "W", False)
+        check = AmavisdWblist(settings, store)
+
+        def statements_during(action) -> list[str]:
+            mariadb_server.execute("TRUNCATE TABLE mysql.general_log")
+            mariadb_server.execute("SET GLOBAL log_output = 'TABLE'")
+            mariadb_server.execute("SET GLOBAL general_log = 1")
+            try:
+                action()
+            finally:
+                mariadb_server.execute("SET GLOBAL general_log = 0")
+            rows = mariadb_server.query(
+                "SELECT argument FROM mysql.general_log WHERE command_type = 'Query' AND user_host LIKE 'amavisd%%'"
+            )
+            return [text(r[0]) for r in rows if "mailaddr" in text(r[0])]
+
+        def requests() -> None:
+            assert ask(check, store) == OK
+            assert ask(check, store, sender="a@x.com") == REJECT
+            assert ask(check, store, sender="a@y.org") == REJECT  # through the network
+            assert ask(check, store, sender="a@y.org", client_address="192.0.2.1") is None
+
+        assert len(statements_during(requests)) == 4
+        store.wblist.add("@.", ["192.0.2.0/24"], "B", False)
+        seen = statements_during(lambda: ask(check, store, sender="a@y.org", client_address="192.0.2.1"))
+        assert len(seen) == 3, seen  # lookup, rows above the mark, lookup with the new network
+    finally:
+        store.close()
