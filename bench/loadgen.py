@@ -31,7 +31,9 @@ class LoadResult:
     errors: int = 0  # refused / reset / closed connections, replies not starting with action=
     latencies_ns: array = field(default_factory=lambda: array("q"))
     first_reply: bytes = b""
-    probes: tuple = ()  # what ``probe()`` returned at the start and at the end of the window
+    probes: tuple = ()  # (monotonic time, probe()) when the window opened and when it closed
+    client_cpu: float = 0.0  # CPU seconds of the generator processes, warm-up and drain included
+    client_replies: int = 0  # every reply they read, warm-up and drain included
 
     @property
     def rate(self) -> float:
@@ -49,6 +51,8 @@ class LoadResult:
         self.replies += other.replies
         self.errors += other.errors
         self.latencies_ns.extend(other.latencies_ns)
+        self.client_cpu += other.client_cpu
+        self.client_replies += other.client_replies
         self.first_reply = self.first_reply or other.first_reply
 
 
@@ -89,6 +93,7 @@ def drive(
 
     Requests completed before ``measure_from`` are warm-up and not counted.
     """
+    cpu_started = time.process_time()
     result = LoadResult(seconds=max(0.0, measure_until - measure_from))
     latencies = result.latencies_ns
     selector = selectors.DefaultSelector()
@@ -170,6 +175,7 @@ def drive(
                 continue
             done = now_ns()
             reply, _, conn.buffer = conn.buffer.partition(REPLY_END)
+            result.client_replies += 1
             if not reply.startswith(b"action="):
                 result.errors += 1
             elif start_ns <= done <= end_ns:
@@ -190,13 +196,17 @@ def drive(
     for key in list(selector.get_map().values()):
         key.fileobj.close()
     selector.close()
+    result.client_cpu = time.process_time() - cpu_started
     return result
 
 
 def _child(pipe, *args) -> None:
     try:
         result = drive(*args)
-        pipe.send((result.replies, result.errors, result.latencies_ns.tobytes(), result.first_reply))
+        latencies = result.latencies_ns.tobytes()
+        pipe.send(
+            (result.replies, result.errors, latencies, result.first_reply, result.client_cpu, result.client_replies)
+        )
     finally:
         pipe.close()
 
@@ -232,16 +242,16 @@ def run_load(
         sender.close()
         children.append((proc, receiver))
     total = LoadResult(seconds=duration)
-    if probe is not None:
+    if probe is not None:  # (time, value) pairs: on a busy machine this process may wake up late
         time.sleep(max(0.0, measure_from - time.monotonic()))
-        opened = probe()
+        opened = (time.monotonic(), probe())
         time.sleep(max(0.0, measure_until - time.monotonic()))
-        total.probes = (opened, probe())
+        total.probes = (opened, (time.monotonic(), probe()))
     deadline = measure_until + DRAIN_TIMEOUT + 10.0
     for proc, receiver in children:
         if receiver.poll(max(0.1, deadline - time.monotonic())):
-            replies, errors, raw, first = receiver.recv()
-            part = LoadResult(replies=replies, errors=errors, first_reply=first)
+            replies, errors, raw, first, cpu, handled = receiver.recv()
+            part = LoadResult(replies=replies, errors=errors, first_reply=first, client_cpu=cpu, client_replies=handled)
             part.latencies_ns.frombytes(raw)
             total.merge(part)
         else:

@@ -14,7 +14,6 @@ import sys
 import time
 from typing import Any, Sequence
 
-from bench.loadgen import LoadResult
 from bench.measure import (
     CHURN,
     PERSISTENT,
@@ -29,9 +28,8 @@ from bench.measure import (
     payload,
     wait_until_answering,
 )
-from bench.scenarios import FULL_TABLE, NULL, SCENARIOS, Scenario, selected
-
-TARGET_LABEL, TARGET_CELL, TARGET_RATIO = "apd-core", Cell(PERSISTENT, 50), 0.70  # issue 2's goal
+from bench.report import cell_order, format_memory, format_table, verdict
+from bench.scenarios import FULL_TABLE, SCENARIOS, Scenario, selected
 
 
 def parser() -> argparse.ArgumentParser:
@@ -57,7 +55,7 @@ def full_table(args: argparse.Namespace) -> tuple[Cell, ...]:
     cells = [Cell(PERSISTENT, c) for c in counts]
     if args.churn > 0:
         cells.append(Cell(CHURN, args.churn))
-    return tuple(cells) if (counts or args.churn) else FULL_TABLE
+    return tuple(cells) or FULL_TABLE
 
 
 def plan(scenarios: Sequence[Scenario], explicit: set[str], table: tuple[Cell, ...]) -> list[tuple[Scenario, list]]:
@@ -69,13 +67,9 @@ def plan(scenarios: Sequence[Scenario], explicit: set[str], table: tuple[Cell, .
             cells = own[scenario.label]
         else:
             wanted = {c for s in scenarios if s.baseline == scenario.label for c in own[s.label]}
-            cells = sorted(wanted, key=_order)
+            cells = sorted(wanted, key=cell_order)
         planned.append((scenario, cells))
     return planned
-
-
-def _order(cell: Cell) -> tuple:
-    return (cell.mode != PERSISTENT, cell.connections)
 
 
 def start(scenario: Scenario, workers: int, stack: contextlib.ExitStack) -> Any:
@@ -96,7 +90,7 @@ def run_all(planned: list[tuple[Scenario, list[Cell]]], options: Options, worker
             requests[scenario.label] = payload(scenario.request)
             wait_until_answering(servers[scenario.label].address, requests[scenario.label])
         results = {scenario.label: Measured(scenario.label) for scenario, _ in planned}
-        for cell in sorted({c for _, cells in planned for c in cells}, key=_order):
+        for cell in sorted({c for _, cells in planned for c in cells}, key=cell_order):
             print(f"  {cell.mode} {cell.connections}:", end="", flush=True)
             for scenario, cells in planned:
                 if cell in cells:
@@ -106,76 +100,6 @@ def run_all(planned: list[tuple[Scenario, list[Cell]]], options: Options, worker
                     print(f" {label} {result.rate:.0f}/s", end="", flush=True)
             print()
         return [finish(results[s.label], servers[s.label]) for s, _ in planned]
-
-
-def rate_of(measured: Measured | None, cell: Cell) -> float:
-    """req/s of ``measured`` in ``cell``; 0.0 when it did not run that cell."""
-    if measured is None:
-        return 0.0
-    return next((row.result.rate for row in measured.rows if row.cell == cell), 0.0)
-
-
-def format_table(results: list[Measured], scenarios: dict[str, Scenario]) -> str:
-    by_label = {m.label: m for m in results}
-    cells = sorted({row.cell for m in results for row in m.rows}, key=_order)
-    width = max(12, *(len(m.label) for m in results))
-    lines = [
-        f"{'server':<{width}} {'mode':<10} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'cpu us/req':>10} {'errors':>6}  ratio",
-    ]
-    for cell in cells:
-        for m in results:
-            for row in m.rows:
-                if row.cell != cell:
-                    continue
-                r = row.result
-                base_label = scenarios[m.label].baseline
-                base_rate = rate_of(by_label.get(base_label), cell)
-                share = f"{r.rate / base_rate:5.2f} x {base_label}" if base_rate else ""
-                lines.append(
-                    f"{m.label:<{width}} {cell.mode:<10} {cell.connections:>5} {r.rate:>9.0f} "
-                    f"{r.percentile(0.5):>8.2f} {r.percentile(0.99):>8.2f} {server_cpu_us(r):>10.1f} {r.errors:>6}  {share}"
-                )
-        lines.append("")
-    return "\n".join(lines)
-
-
-def server_cpu_us(result: LoadResult) -> float:
-    """The server's CPU time (all its processes, user + system) per request counted in the window."""
-    if len(result.probes) != 2 or not result.replies:
-        return float("nan")
-    return (result.probes[1] - result.probes[0]) / result.replies * 1e6
-
-
-def format_memory(results: list[Measured]) -> str:
-    lines = ["peak RSS (VmHWM, shared pages counted in every process):"]
-    for m in results:
-        if not m.rss_kib:
-            continue
-        pids = list(m.rss_kib)
-        master, workers = m.rss_kib[pids[0]], [m.rss_kib[p] for p in pids[1:]]
-        biggest = max(workers) if workers else 0
-        lines.append(
-            f"  {m.label}: master {master / 1024:.1f} MiB, {len(workers)} workers max {biggest / 1024:.1f} MiB each, "
-            f"sum {sum(m.rss_kib.values()) / 1024:.1f} MiB"
-        )
-    return "\n".join(lines)
-
-
-def verdict(results: list[Measured]) -> str | None:
-    by_label = {m.label: m for m in results}
-    apd, null = by_label.get(TARGET_LABEL), by_label.get(NULL)
-    if apd is None or null is None:
-        return None
-    apd_rate, null_rate = rate_of(apd, TARGET_CELL), rate_of(null, TARGET_CELL)
-    if not apd_rate or not null_rate:
-        return None
-    share = apd_rate / null_rate
-    state = "met" if share >= TARGET_RATIO else "NOT met"
-    return (
-        f"target: {TARGET_LABEL} at {TARGET_CELL.connections} connections reaches {share:.0%} of the null server's "
-        f"throughput (goal >= {TARGET_RATIO:.0%}): {state}"
-    )
 
 
 def main(argv: list[str] | None = None) -> int:

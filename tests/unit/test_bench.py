@@ -1,0 +1,46 @@
+"""The bench's code, briefly, so that it cannot rot: the load generator against the null server,
+the choice of baselines and cells, and the table."""
+
+from bench.loadgen import LoadResult, run_load
+from bench.measure import CHURN, PERSISTENT, Cell, Measured, Row, payload
+from bench.report import format_table
+from bench.run import plan
+from bench.scenarios import NULL, by_label, selected
+from bench.servers import NullServer
+
+
+def test_load_generator_counts_replies_from_null_server():
+    with NullServer(workers=1) as server:
+        persistent = run_load(server.address, 4, payload(), duration=0.5, warmup=0.1, processes=1)
+        churn = run_load(server.address, 2, payload(), duration=0.3, warmup=0.1, churn=True, processes=1)
+    assert persistent.errors == 0
+    assert persistent.replies > 100
+    assert persistent.first_reply == b"action=DUNNO"
+    assert len(persistent.latencies_ns) == persistent.replies
+    assert 0 < persistent.percentile(0.5) <= persistent.percentile(0.99)
+    assert persistent.client_replies >= persistent.replies and persistent.client_cpu > 0
+    assert churn.errors == 0
+    assert churn.replies > 10
+
+
+def test_a_named_scenario_brings_its_baseline_for_its_cells_only():
+    scenarios = selected(["apd-core-nolog"])
+    assert [s.label for s in scenarios] == [NULL, "apd-core-nolog"]
+    table = (Cell(PERSISTENT, 1), Cell(PERSISTENT, 50), Cell(CHURN, 10))
+    planned = {s.label: cells for s, cells in plan(scenarios, {"apd-core-nolog"}, table)}
+    assert planned == {NULL: [Cell(PERSISTENT, 50)], "apd-core-nolog": [Cell(PERSISTENT, 50)]}
+
+
+def test_table_shows_the_ratio_to_the_baseline():
+    cell = Cell(PERSISTENT, 50)
+
+    def measured(label: str, replies: int) -> Measured:
+        result = LoadResult(replies=replies, seconds=1.0, probes=((0.0, 0.0), (1.0, replies * 20e-6)))
+        result.latencies_ns.extend([1_000_000] * 10)
+        return Measured(label, [Row(label, cell, result)])
+
+    text = format_table([measured(NULL, 1000), measured("apd-core", 700)], {s: by_label(s) for s in (NULL, "apd-core")})
+    apd_line = next(line for line in text.splitlines() if line.startswith("apd-core"))
+    assert apd_line.split()[3:5] == ["700", "1.00"]  # req/s, p50 ms
+    assert "0.70 x null" in apd_line
+    assert "20.0" in apd_line  # server CPU microseconds per request
