@@ -43,6 +43,7 @@ class WorkerInfo:
     generation: int
     started: float
     ready: bool = False
+    last_seen: float = 0.0  # monotonic time of the last heartbeat
     kill_at: float | None = None  # set once asked to stop: SIGKILL after this moment
 
 
@@ -74,7 +75,7 @@ class Master:
         self._log_start()
         self.wake_r, self.wake_w = os.pipe()
         self.ready_r, self.ready_w = os.pipe()
-        for fd in (self.wake_r, self.wake_w, self.ready_r):
+        for fd in (self.wake_r, self.wake_w, self.ready_r, self.ready_w):
             os.set_blocking(fd, False)
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
         for signum in HANDLED_SIGNALS:
@@ -123,6 +124,7 @@ class Master:
             self._spawn_missing()
             self._finish_reload()
             self._kill_overdue()
+            self._kill_hung()
 
     def _close_listeners(self) -> None:
         for listener in self.listeners:
@@ -173,9 +175,23 @@ class Master:
 
     def _read_ready(self) -> None:
         data = _drain(self.ready_r)
+        now = time.monotonic()
         for (pid,) in _PID.iter_unpack(data[: len(data) - len(data) % _PID.size]):
             if pid in self.workers:
                 self.workers[pid].ready = True
+                self.workers[pid].last_seen = now
+
+    def _kill_hung(self) -> None:
+        """A worker silent for worker_timeout is stuck (Postfix gave up on it after 100 s anyway)."""
+        timeout = self.settings.worker_timeout
+        if not timeout:
+            return
+        now = time.monotonic()
+        for info in self.workers.values():
+            if info.kill_at is None and now - (info.last_seen or info.started) > timeout:
+                log.error("worker %d has not answered for %.0f s; killing it", info.pid, timeout)
+                _kill(info.pid, signal.SIGKILL)
+                info.kill_at = float("inf")
 
     def _reap(self) -> None:
         while True:

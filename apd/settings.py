@@ -81,6 +81,13 @@ def _prefix_length(exact: int, longest: int | None = None) -> Callable[[Any], in
     return convert
 
 
+def _worker_timeout(value: Any) -> int:
+    seconds = _nonneg_int("seconds")(value)
+    if 0 < seconds < 5:
+        raise ValueError("expected seconds as an integer: 0 (never) or at least 5")
+    return seconds
+
+
 def _positive_number(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ValueError("expected a number of seconds")
@@ -247,6 +254,13 @@ REGISTRY: tuple[Setting, ...] = (
     _S("srs_domain", _str, "", "Domain used in SRS-rewritten addresses."),
     # apd additions
     _S("workers", _nonneg_int("a worker count"), 0, "Worker processes; 0 means 2 x CPUs."),
+    _S(
+        "worker_timeout",
+        _worker_timeout,
+        120,
+        "Seconds a worker may spend on one request (or starting) before the master kills and replaces it;"
+        " 0 = never. Postfix gives up after smtpd_policy_service_timeout (100 s).",
+    ),
     _S("sqlite_db_path", _str, "", "SQLite database file for backend 'sqlite' (default: a state dir)."),
     _S("DNS_NAMESERVERS", _nameservers, (), "Nameservers ('ip' or 'ip:port') for every DNS lookup."),
     _S("STORE_FAILURE_ACTION", _action, "DUNNO", "Answer when a database is down: DUNNO or a 4xx."),

@@ -40,7 +40,7 @@ class Worker:
         self.settings = settings
         self.planned = planned
         self.generation = generation
-        self.ready_fd = ready_fd  # the master learns that we accept when our pid arrives here
+        self.ready_fd = ready_fd  # our pid written here: "accepting" at first, then a heartbeat each TICK
         self.stopping = False
         self.accept_paused_until = 0.0  # out of descriptors: accepting resumes at this moment
         self.parent = os.getppid()
@@ -63,7 +63,7 @@ class Worker:
         self.selector.register(wake_r, selectors.EVENT_READ, "wake")
         for listener in self.listeners:
             self.selector.register(listener.socket, selectors.EVENT_READ, listener)
-        self._report_ready()
+        self._heartbeat()
         try:
             self._loop(wake_r)
         finally:
@@ -74,15 +74,17 @@ class Worker:
             store.close()
         return 0
 
-    def _report_ready(self) -> None:
+    def _heartbeat(self) -> None:
+        """Tell the master we are ready and not stuck (it kills a worker silent for worker_timeout)."""
         if self.ready_fd is None:
             return
         try:
             os.write(self.ready_fd, struct.pack("=i", os.getpid()))
+        except BlockingIOError:
+            pass  # the master is busy; the next beat will do
         except OSError as exc:
-            log.warning("cannot report readiness to the master: %s", exc)
-        os.close(self.ready_fd)
-        self.ready_fd = None
+            log.warning("cannot report to the master: %s", exc)
+            self.ready_fd = None
 
     def _on_stop(self, signum: int, frame: Any) -> None:
         self.stopping = True  # only a flag: no logging or I/O in a signal handler
@@ -114,6 +116,7 @@ class Worker:
             now = time.monotonic()
             if now - last_sweep >= TICK:
                 last_sweep = now
+                self._heartbeat()
                 if os.getppid() != self.parent:
                     log.error("master went away; worker %d exits", os.getpid())
                     return

@@ -487,3 +487,28 @@ def test_out_of_descriptors_pauses_accepting_instead_of_spinning(apd) -> None:
     finally:
         for client in clients:
             client.close()
+
+
+def test_a_hung_worker_is_killed_and_replaced(apd, tmp_path) -> None:
+    folder = tmp_path / "custom"
+    folder.mkdir()
+    (folder / "custom_hang.py").write_text(
+        "import time\n"
+        "def restriction(**kwargs):\n"
+        "    if kwargs['recipient'] == 'hang@example.com':\n"
+        "        time.sleep(3600)\n"
+        "    return 'DUNNO'\n"
+    )
+    proc = apd(workers=2, worker_timeout=5, plugins=["custom_hang"], CUSTOM_CHECKS_DIR=str(folder))
+    before = set(proc.worker_pids())
+    with proc.client(timeout=20) as client:
+        client.send_raw(request_bytes(**rcpt(recipient="hang@example.com")))
+        started = time.monotonic()
+        assert client.sock.recv(100) == b""  # dropped with the killed worker: Postfix retries elsewhere
+        assert 4 < time.monotonic() - started < 12
+    wait_until(lambda: len(proc.worker_pids()) == 2, what="a replacement")
+    after = set(proc.worker_pids())
+    (stuck,) = before - after
+    assert len(before & after) == 1  # the other worker sat idle as long, but kept beating: not killed
+    assert f"worker {stuck} has not answered for 5 s; killing it" in proc.log()
+    assert ask(proc) == "DUNNO"

@@ -188,6 +188,10 @@ def test_settings_are_read_only() -> None:
         ("SYSLOG_FACILITY = 'local9'", "settings.py:2: SYSLOG_FACILITY = 'local9': expected one of"),
         ("log_level = 'loud'", "settings.py:2: log_level = 'loud': expected one of 'debug'"),
         ("workers = 'many'", "settings.py:2: workers = 'many': expected a worker count as an integer"),
+        (
+            "worker_timeout = 2",
+            "settings.py:2: worker_timeout = 2: expected seconds as an integer: 0 (never) or at least 5",
+        ),
     ],
 )
 def test_bad_values_name_file_line_setting_and_expected_form(line: str, message: str) -> None:
