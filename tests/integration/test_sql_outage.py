@@ -16,7 +16,7 @@ import pytest
 
 from tests.helpers.policy_client import rcpt
 
-CUSTOM_CHECKS = Path(__file__).resolve().parents[1] / "helpers" / "custom_checks"
+CUSTOM_CHECKS = Path(__file__).resolve().parents[1] / "data" / "custom_checks"
 TIMEOUT = 1.0
 DEFER = "451 4.3.0 Temporary failure of the account database"
 LOCAL = "REJECT local"
