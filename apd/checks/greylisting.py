@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Optional, Sequence, Union
 
 from apd import replies
 from apd.address import policy_addresses, wildcard_ipv4
 from apd.checks.base import Check
+from apd.greylisting_whitelist_cache import SPF, WHITELISTS, WhitelistCache
 from apd.store.greylisting import Facts, SettingRow, Times
 
 log = logging.getLogger(__name__)
@@ -203,6 +204,8 @@ class Greylisting(Check):
         self.v6_prefix = settings.GREYLISTING_TRACK_IPV6_PREFIX
         self._networks: dict[str, Network | None] = {}  # parsed whitelist networks: only the parsing is cached
         self._spf = None
+        self._whitelists: WhitelistCache | None = None  # worker-local: networks and capitalised rows
+        self._whitelists_source = None
 
     def network(self, text: str) -> Network | None:
         try:
@@ -213,6 +216,27 @@ class Greylisting(Check):
             self._networks.clear()
         parsed = self._networks[text] = parse_network(text)
         return parsed
+
+    def read_facts(self, repo, client: str, rcpts: list[str], senders: list[str], keys: list[str]) -> Facts:
+        """One statement, plus the whitelist cache's own reads when a table changed."""
+        if self._whitelists is None or self._whitelists_source is not repo:
+            self._whitelists = WhitelistCache(repo)
+            self._whitelists_source = repo
+        cache = self._whitelists
+        cache.prepare()
+        asked = cache.candidate_ids(client, senders)
+        facts = repo.facts(rcpts, senders, keys, asked, cache.lows())
+        cache.check(facts.verified, asked)
+        added = cache.refresh_moved(facts.markers)
+        if not added:
+            return facts
+        accounts = set(rcpts)
+        extra = {kind: [text for account, text in rows if account.lower() in accounts] for kind, rows in added.items()}
+        return replace(
+            facts,
+            spf_whitelist=facts.spf_whitelist + tuple(extra.get(SPF, ())),
+            whitelist=facts.whitelist + tuple(extra.get(WHITELISTS, ())),
+        )
 
     def spf_allows(self, client: str, sender_domain: str) -> bool:
         if self._spf is None:
@@ -238,7 +262,7 @@ class Greylisting(Check):
         keys = [key] if key == client else [key, client]  # rows passed before the prefix was set count
         repo = ctx.store.greylisting
 
-        facts = repo.facts(rcpts, senders, keys)
+        facts = self.read_facts(repo, client, rcpts, senders, keys)
         state = before_tracking(ip, client, senders, facts, self.network)
         if state != ENABLED:
             log.debug("[%s] greylisting: %s", client, state)

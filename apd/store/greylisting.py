@@ -1,14 +1,18 @@
 """Greylisting tables of the iredapd database (schemas.md §1.3-§1.7): settings, whitelists, tracking.
 
-Nothing is cached between requests: a change to any of these tables (greylisting_admin,
-iRedAdmin, plain SQL, another host) applies from the very next request, as in iRedAPD.
+Every request reads the current rows: a change to any of these tables (greylisting_admin,
+iRedAdmin, plain SQL, another host) applies from the very next request, as in iRedAPD. (The
+only worker-side state, the whitelist cache, is checked and verified within that same read.)
 
 Database round trips of one greylisting decision (``Greylisting`` check):
 
-1. ``facts()``: ONE query (UNION ALL) returns the whitelist rows of both whitelist tables
-   that can matter (exact candidates and every network), the settings rows of the
-   recipient candidates, and whether the client has passed before. A whitelisted client,
-   a disabled or absent setting, or an SPF bypass ends here: 1 round trip.
+1. ``facts()``: ONE statement (UNION ALL) returns the whitelist rows equal to a sender
+   candidate (index seeks), the worker's cached network / capitalised whitelist rows that
+   cover this client read back by id (apd/greylisting_whitelist_cache.py), each whitelist
+   table's change marker, the settings rows of the recipient candidates, and whether the
+   client has passed before. A whitelisted client, a disabled or absent setting, or an SPF
+   bypass ends here: 1 round trip. (After a whitelist table changed, the cache reads the new
+   rows: one more statement, once per change and worker.)
 2. Either ``refresh_passed()`` (previously passed client; one UPDATE) or ``track()``: one
    atomic ``INSERT ... ON CONFLICT/ON DUPLICATE KEY UPDATE ... RETURNING`` that creates,
    resets, counts or passes the triplet: 2 round trips. Two hosts seeing the same new
@@ -16,22 +20,26 @@ Database round trips of one greylisting decision (``Greylisting`` check):
 3. Only when a triplet passes: ``forget_unpassed()`` deletes the client's unpassed rows
    (3 round trips, once per client and month).
 
-A server without ``INSERT ... RETURNING`` (MySQL; MariaDB >= 10.5 has it) runs the upsert and a
-SELECT of the row in one transaction instead (BEGIN, upsert, SELECT, COMMIT).
+A dialect without ``INSERT ... RETURNING`` (``supports_upsert_returning = False``: the MySQL
+dialect, although MariaDB >= 10.5 has it) runs the upsert and a SELECT of the row in one
+transaction instead (BEGIN, upsert, SELECT, COMMIT: 4 round trips for step 2).
 The alias-domain lookup of the recipient domain (vmail or LDAP) comes on top, memoised per
 request by RequestContext.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
 
 from apd.errors import DuplicateKey
 from apd.store.base import Database, in_list
 
-# Row kinds in the UNION ALL of ``facts()``.
+# Row kinds in the UNION ALL of ``facts()``: the whitelist tables are 1 and 2 (as in
+# apd/greylisting_whitelist_cache.py); +10 their verified cached rows, +20 their change markers.
 _SPF, _WHITELIST, _SETTING, _PASSED = 1, 2, 3, 4
+_VERIFIED, _MARKER = 10, 20
+WHITELIST_TABLES = {_SPF: "greylisting_whitelist_domain_spf", _WHITELIST: "greylisting_whitelists"}
 
 TRACKING_COLUMNS = (
     "sender",
@@ -85,6 +93,8 @@ class Facts:
     whitelist: tuple[str, ...]  # LOWER(sender) of greylisting_whitelists rows
     settings: tuple[SettingRow, ...]  # greylisting rows, in database order (sorting is the check's)
     client_passed: bool
+    verified: Mapping[int, Mapping[int, tuple[str, str]]] = field(default_factory=dict)  # kind -> id -> row
+    markers: Mapping[int, tuple[int, int]] = field(default_factory=dict)  # kind -> (count, max id)
 
 
 @dataclass(frozen=True)
@@ -111,37 +121,79 @@ class GreylistingStore:
 
     # --- the check's statements
 
-    def facts(self, rcpts: Sequence[str], senders: Sequence[str], client_keys: Sequence[str]) -> Facts:
-        """Whitelist rows (exact sender candidates and all networks), settings rows and passed state."""
+    def facts(
+        self,
+        rcpts: Sequence[str],
+        senders: Sequence[str],
+        client_keys: Sequence[str],
+        verify: Mapping[int, Sequence[int]] | None = None,
+        lows: Mapping[int, int] | None = None,
+    ) -> Facts:
+        """Whitelist rows, settings rows and the passed state, in one statement.
+
+        Whitelist rows: those whose ``sender`` equals a candidate (an index seek on (account,
+        sender)), plus the rows with the ids in ``verify`` (the worker's cached networks and
+        capitalised rows for this client, apd/greylisting_whitelist_cache.py), read back with
+        their current text and account. ``lows`` asks for each table's change marker:
+        ``COUNT(*), MAX(id)`` of the rows with id > low.
+        """
+        verify = verify or {}
+        lows = lows or {}
         rc, sc, kc = in_list(rcpts), in_list(senders), in_list(client_keys)
-        whitelist_where = f"account IN ({rc}) AND (LOWER(sender) IN ({sc}) OR sender LIKE %s)"
-        sql = (
-            f"SELECT {_SPF}, LOWER(sender), 0, 0, 0 FROM greylisting_whitelist_domain_spf WHERE {whitelist_where}"
-            f" UNION ALL SELECT {_WHITELIST}, LOWER(sender), 0, 0, 0 FROM greylisting_whitelists"
-            f" WHERE {whitelist_where}"
-            f" UNION ALL SELECT {_SETTING}, sender, priority, sender_priority, active FROM greylisting"
+        parts: list[str] = []
+        params: list[Any] = []
+        for kind, table in WHITELIST_TABLES.items():
+            parts.append(
+                f"SELECT {kind}, LOWER(sender), account, 0, 0, 0 FROM {table}"
+                f" WHERE account IN ({rc}) AND sender IN ({sc})"
+            )
+            params += [*rcpts, *senders]
+            ids = list(verify.get(kind, ()))
+            if ids:
+                parts.append(
+                    f"SELECT {kind + _VERIFIED}, LOWER(sender), account, id, 0, 0 FROM {table}"
+                    f" WHERE id IN ({in_list(ids)})"
+                )
+                params += ids
+            if kind in lows:
+                parts.append(f"SELECT {kind + _MARKER}, '', '', COUNT(*), MAX(id), 0 FROM {table} WHERE id > %s")
+                params.append(lows[kind])
+        parts.append(
+            f"SELECT {_SETTING}, sender, account, priority, sender_priority, active FROM greylisting"
             f" WHERE account IN ({rc})"
-            f" UNION ALL SELECT {_PASSED}, '', COUNT(*), 0, 0 FROM greylisting_tracking"
+        )
+        params += rcpts
+        parts.append(
+            f"SELECT {_PASSED}, '', '', COUNT(*), 0, 0 FROM greylisting_tracking"
             f" WHERE client_address IN ({kc}) AND passed = 1"
         )
-        whitelist_params = [*rcpts, *senders, "%/%"]
-        params = [*whitelist_params, *whitelist_params, *rcpts, *client_keys]
-        spf: list[str] = []
-        whitelist: list[str] = []
+        params += client_keys
+        accounts = set(rcpts)
+        found: dict[int, list[str]] = {kind: [] for kind in WHITELIST_TABLES}
+        verified: dict[int, dict[int, tuple[str, str]]] = {kind: {} for kind in WHITELIST_TABLES}
+        markers: dict[int, tuple[int, int]] = {}
         settings: list[SettingRow] = []
         passed = False
-        for kind, sender, priority, sender_priority, active in self.db.query(sql, params):
-            if kind == _SPF:
-                spf.append(sender or "")
-            elif kind == _WHITELIST:
-                whitelist.append(sender or "")
+        for kind, text, account, n1, n2, n3 in self.db.query(" UNION ALL ".join(parts), params):
+            text, account = text or "", account or ""
+            if kind in WHITELIST_TABLES:
+                found[kind].append(text)
+            elif kind - _VERIFIED in WHITELIST_TABLES:
+                verified[kind - _VERIFIED][int(n1)] = (account, text)
+                if account.lower() in accounts:
+                    found[kind - _VERIFIED].append(text)
+            elif kind - _MARKER in WHITELIST_TABLES:
+                markers[kind - _MARKER] = (int(n1 or 0), -1 if n2 is None else int(n2))
             elif kind == _SETTING:
-                settings.append(
-                    SettingRow("", sender or "", int(priority or 0), int(sender_priority or 0), int(active or 0) == 1)
-                )
+                settings.append(SettingRow(account, text, int(n1 or 0), int(n2 or 0), int(n3 or 0) == 1))
             else:
-                passed = int(priority or 0) > 0
-        return Facts(tuple(spf), tuple(whitelist), tuple(settings), passed)
+                passed = int(n1 or 0) > 0
+        return Facts(tuple(found[_SPF]), tuple(found[_WHITELIST]), tuple(settings), passed, verified, markers)
+
+    def whitelist_rows_above(self, kind: int, low: int) -> list[tuple[int, str, str]]:
+        """(id, account, sender) of a whitelist table's rows with id > low (cache loads)."""
+        rows = self.db.query(f"SELECT id, account, sender FROM {WHITELIST_TABLES[kind]} WHERE id > %s", [low])
+        return [(int(i), a or "", s or "") for i, a, s in rows]
 
     def refresh_passed(self, client_keys: Sequence[str], record_expired: int) -> int:
         """Keep a passed client passed: new record_expired on all its passed rows."""

@@ -343,3 +343,45 @@ def test_tracking_statement_matches_next_state(env, stored, now):
     assert tracked.passed is (not greylisted)
     row = e.row()
     assert {k: row[k] for k in expected} == expected
+
+
+# --- the worker's whitelist cache (apd/greylisting_whitelist_cache.py) stays exactly fresh
+
+
+def test_cache_sees_inserted_deleted_and_edited_networks(env):
+    e = env()
+    e.setting("@.", "@.")
+    e.check._whitelists = None
+    from apd.greylisting_whitelist_cache import WhitelistCache
+
+    e.check._whitelists = WhitelistCache(e.store.greylisting, slack=2)
+    e.check._whitelists_source = e.store.greylisting
+    for i in range(6):  # push the low-water mark above the first rows
+        e.whitelist(f"10.{i}.0.0/16")
+    e.whitelist("192.0.2.0/24")  # id 7: above the mark
+    assert e.ask(T0, client_address="10.0.0.1") is None  # cached, below the mark, verified
+    assert e.ask(T0, client_address="192.0.2.1") is None
+    table = e.check._whitelists.tables[2]
+    assert table.low == 5 and e.check._whitelists.reloads == 2
+    e.sql("DELETE FROM greylisting_whitelists WHERE sender = '10.0.0.0/16'")  # below the mark
+    assert e.ask(T0, client_address="10.0.0.1") == GREY
+    e.sql("UPDATE greylisting_whitelists SET sender = '10.9.0.0/16' WHERE sender = '10.1.0.0/16'")  # edited away
+    assert e.ask(T0, client_address="10.1.0.1") == GREY
+    assert e.ask(T0, client_address="10.9.0.1") is None  # picked up by the reload the edit scheduled
+    e.sql("UPDATE greylisting_whitelists SET account = 'other@example.com' WHERE sender = '10.2.0.0/16'")
+    assert e.ask(T0, client_address="10.2.0.1") == GREY  # the verified account counts
+    e.whitelist("203.0.113.0/24")  # a new row: the marker moves
+    assert e.ask(T0, client_address="203.0.113.5") is None
+    e.sql("DELETE FROM greylisting_whitelists WHERE sender = '203.0.113.0/24'")  # above the mark
+    assert e.ask(T0 + 1, client_address="203.0.113.5") == GREY
+
+
+def test_capitalised_rows_match_like_lower_sender(env):
+    e = env()
+    e.setting("@.", "@.")
+    assert e.ask(T0) == GREY
+    e.whitelist("@EXAMPLE.NET", "User@Example.com")  # account compared as lowercase too
+    assert e.ask(T0 + 1) is None
+    e.sql("DELETE FROM greylisting_whitelists")
+    e.whitelist("2001:DB8::/32")
+    assert e.ask(T0 + 2, client_address="2001:db8::5") is None
