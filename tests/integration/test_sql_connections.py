@@ -20,6 +20,8 @@ from apd.store.base import BACKOFF_FIRST, Database
 from apd.store.servers import init_server_db, make_dialect
 from tests.helpers.apd_process import ROOT, free_port, settings_text
 
+pytestmark = pytest.mark.servers
+
 SERVERS = ["mysql", "pgsql"]
 SLEEP = {"mysql": "SELECT SLEEP(10)", "pgsql": "SELECT pg_sleep(10)"}
 TIMEOUT = 1.0

@@ -16,6 +16,8 @@ import pytest
 
 from tests.helpers.policy_client import rcpt
 
+pytestmark = pytest.mark.servers
+
 CUSTOM_CHECKS = Path(__file__).resolve().parents[1] / "data" / "custom_checks"
 TIMEOUT = 1.0
 DEFER = "451 4.3.0 Temporary failure of the account database"

@@ -15,6 +15,8 @@ from apd.errors import DuplicateKey, StoreError
 from apd.store.sessions import COLUMNS, session_row
 from tests.helpers.backends import open_fresh_store, sqlite_settings
 
+pytestmark = pytest.mark.servers
+
 CASES = [
     ("sqlite", "apd"),
     ("mysql", "apd"),

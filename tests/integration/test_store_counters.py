@@ -14,6 +14,8 @@ from apd.store import open_store
 from apd.store.greylisting import Times
 from tests.helpers.backends import open_fresh_store, sqlite_settings
 
+pytestmark = pytest.mark.servers
+
 CASES = [("sqlite", "apd"), ("mysql", "apd"), ("mysql", "iredmail"), ("pgsql", "apd"), ("pgsql", "iredmail")]
 PROCESSES, PER_PROCESS = 4, 250
 
