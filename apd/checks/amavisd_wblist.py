@@ -252,9 +252,8 @@ class AmavisdWblist(Check):
         self, cands: Candidates, inbound: bool, outbound: bool, client_address: str
     ) -> tuple[list[ListRow], list[int]]:
         lists = self.store.wblist
-        if self.networks is None:
-            self.networks = MailaddrNetworks(lists)
         networks = self.networks
+        assert networks is not None  # created with the check when there is an amavisd database
         if inbound:
             networks.ensure_loaded()
         network_ids = networks.match(client_address) if inbound else []
