@@ -145,10 +145,7 @@ def drive(
             except OSError:
                 result.errors += 1
 
-    while active:
-        t = now_ns()
-        if t > hard_end_ns:
-            break
+    while active and now_ns() < hard_end_ns:
         for key, events in selector.select(0.5):
             conn = key.data
             if events & selectors.EVENT_WRITE:  # churn: connected (or failed)
@@ -158,7 +155,11 @@ def drive(
                     finish(conn)
                     continue
                 selector.modify(conn.sock, selectors.EVENT_READ, conn)
-                conn.sock.send(payload)  # sent_at stays at the connect: churn latency includes it
+                try:
+                    conn.sock.send(payload)  # sent_at stays at the connect: churn latency includes it
+                except OSError:
+                    result.errors += 1
+                    finish(conn)
                 continue
             try:
                 data = conn.sock.recv(65536)
@@ -192,7 +193,11 @@ def drive(
                 except OSError:
                     result.errors += 1
             else:
-                start_request(conn)
+                try:
+                    start_request(conn)
+                except OSError:  # the server closed the connection after its reply
+                    result.errors += 1
+                    finish(conn)
     for key in list(selector.get_map().values()):
         key.fileobj.close()
     selector.close()
