@@ -13,6 +13,7 @@ Invalid input prints what is wrong on stderr, writes nothing and exits non-zero.
 from __future__ import annotations
 
 import ipaddress
+import os
 import sys
 from dataclasses import dataclass
 from typing import Iterable, Sequence
@@ -236,6 +237,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     store = open_tool_store(settings)
     try:
         return run(command, store)
+    except BrokenPipeError:  # e.g. `--list | head`: the reader is gone, nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except StoreError as exc:
         print(f"<<< ERROR >>> {exc}", file=sys.stderr)
         return EXIT_ERROR
