@@ -184,10 +184,10 @@ class AmavisdLists:
             ids = sorted({i for _, i in self._mailaddr_ids(addresses)})
             if not ids:
                 return
-            self.db.execute(f"DELETE FROM {table} WHERE {own} = %s AND {other} IN ({in_list(ids)})", [user_id, *ids])
-            self.db.execute_many(
-                f"INSERT INTO {table} ({own}, {other}, wb) VALUES (%s, %s, %s)", [(user_id, i, wb) for i in ids]
-            )
+            # iRedAPD deletes the pairs, then inserts them; an upsert ends the same, and two
+            # tools adding the same pair at once cannot collide on the primary key.
+            upsert = self.db.dialect.upsert(table, (own, other, "wb"), ("rid", "sid"), "wb = excluded.wb")
+            self.db.execute_many(upsert, [(user_id, i, wb) for i in ids])
 
     def delete(self, account: str, addresses: Sequence[str], wb: str, outbound: bool) -> list[str]:
         """Delete entries of colour ``wb``; returns the given addresses that exist in mailaddr."""

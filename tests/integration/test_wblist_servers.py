@@ -221,3 +221,32 @@ def test_one_statement_per_request_on_mariadb(mariadb_server):
         assert len(seen) == 3, seen  # lookup, rows above the mark, lookup with the new network
     finally:
         store.close()
+
+
+def test_concurrent_admin_adds_do_not_collide(backend, tmp_path):
+    kind, server, settings = backend
+    values = {"sqlite_db_path": settings.sqlite_db_path} if kind == "sqlite" else server.apd_settings(schema_of(server))
+    config = tmp_path / "settings.py"
+    config.write_text("".join(f"{k} = {v!r}\n" for k, v in values.items()) + f"backend = {kind!r}\n")
+    entries = ["192.0.2.0/24", "2001:db8::/32", "a@x.com", "@y.org"]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "admin.wblist_admin", "-c", str(config), "--add", colour, *entries],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=str(ROOT),
+        )
+        for colour in ("--blacklist", "--whitelist", "--blacklist")
+    ]
+    for proc in procs:
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, out + err
+    store = open_store(settings)
+    try:
+        rows = store.amavisd.query("SELECT rid, sid, wb FROM wblist")
+        assert len(rows) == 4 and {r[2] for r in rows} <= {"W", "B"}
+        assert len(store.amavisd.query("SELECT id FROM mailaddr")) == 4
+        assert len(store.amavisd.query("SELECT id FROM users")) == 1
+    finally:
+        store.close()
