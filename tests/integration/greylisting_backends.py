@@ -12,6 +12,8 @@ from apd.store import open_store, sqlite
 from tests.helpers.apd_process import settings_text
 
 BACKENDS = ("sqlite", "mysql", "pgsql")
+# The same servers with the real iRedMail/iRedAPD schemas (../shared/iredmail) instead of apd's DDL.
+IREDMAIL_BACKENDS = ("mysql:iredmail", "pgsql:iredmail")
 
 
 class Backend:
@@ -33,6 +35,8 @@ class Backend:
 def open_backend(request: Any, tmp_path: Path, kind: str | None = None) -> Backend:
     """The backend named by ``kind`` (default: the fixture parameter); skips a missing server fixture."""
     kind = kind or request.param
+    kind, _, schema = kind.partition(":")
+    schema = schema or "apd"
     if kind == "sqlite":
         values: dict[str, Any] = {"backend": "sqlite", "sqlite_db_path": str(tmp_path / "apd.sqlite3")}
         backend = Backend(kind, values, tmp_path)
@@ -43,5 +47,5 @@ def open_backend(request: Any, tmp_path: Path, kind: str | None = None) -> Backe
         server = request.getfixturevalue("mariadb_server" if kind == "mysql" else "postgres_server")
     except pytest.FixtureLookupError:
         pytest.skip(f"the {kind} server fixture is not available in this tree")
-    server.truncate("apd")
-    return Backend(kind, server.apd_settings("apd"), tmp_path)
+    server.truncate(schema)
+    return Backend(kind, server.apd_settings(schema), tmp_path)

@@ -7,13 +7,13 @@ import threading
 import pytest
 
 from tests.helpers.policy_client import PolicyClient, rcpt
-from tests.integration.greylisting_backends import BACKENDS, open_backend
+from tests.integration.greylisting_backends import BACKENDS, IREDMAIL_BACKENDS, open_backend
 
 GREY = "451 4.7.1 Intentional policy rejection, please try again later"
 GLOBAL_ON = "INSERT INTO greylisting (account, priority, sender, sender_priority, active) VALUES ('@.', 0, '@.', 0, 1)"
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=BACKENDS + IREDMAIL_BACKENDS)
 def backend(request, tmp_path):
     b = open_backend(request, tmp_path)
     yield b
@@ -73,9 +73,10 @@ def test_network_tracking_through_the_daemon(apd_factory, backend):
     assert backend.db.query("SELECT client_address, passed FROM greylisting_tracking") == [("192.0.2.0/24", 1)]
 
 
-def test_two_instances_one_new_triplet_200_times_at_once(apd_factory, request, tmp_path):
-    """Two hosts (apd instances) on one MariaDB see the same new triplet at the same moment."""
-    backend = open_backend(request, tmp_path, "mysql")
+@pytest.mark.parametrize("kind", ["mysql", "pgsql"])
+def test_two_instances_one_new_triplet_200_times_at_once(apd_factory, request, tmp_path, kind):
+    """Two hosts (apd instances) on one MariaDB (or PostgreSQL) see the same new triplet at the same moment."""
+    backend = open_backend(request, tmp_path, kind)
     backend.db.execute(GLOBAL_ON)
     apds = [start(apd_factory, backend, workers=4), start(apd_factory, backend, workers=4)]
     clients = [PolicyClient(apds[i % 2].host, apds[i % 2].port, timeout=60) for i in range(200)]

@@ -11,14 +11,14 @@ from apd.netmatch import TrustedClients
 from apd.protocol import PolicyRequest
 from apd.store.greylisting import TRACKING_COLUMNS
 from tests.helpers.policy_client import rcpt
-from tests.integration.greylisting_backends import BACKENDS, open_backend
+from tests.integration.greylisting_backends import BACKENDS, IREDMAIL_BACKENDS, open_backend
 
 T0 = 1_700_000_000
 GREY = "451 4.7.1 Intentional policy rejection, please try again later"
 S, R, C = "someone@example.net", "user@example.com", "192.0.2.10"
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=BACKENDS + IREDMAIL_BACKENDS)
 def backend(request, tmp_path):
     b = open_backend(request, tmp_path)
     yield b
