@@ -7,6 +7,7 @@ Queries are written once with ``%s`` placeholders; a ``Dialect`` adapts them (SQ
 from __future__ import annotations
 
 import logging
+import random
 import time
 from contextlib import contextmanager
 from functools import lru_cache
@@ -20,6 +21,8 @@ log = logging.getLogger(__name__)
 # instead of waiting on a dead server each time.
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 10.0
+# Pause before re-running a statement that lost a deadlock (seconds, plus up to as much again).
+CONFLICT_PAUSE = 0.02
 
 
 class Dialect:
@@ -37,7 +40,8 @@ class Dialect:
         raise NotImplementedError
 
     def classify(self, exc: BaseException) -> str:
-        """'unavailable', 'timeout' (an outage too, but not retried), 'duplicate', or 'error'
+        """'unavailable', 'timeout' (an outage too, but not retried), 'duplicate', 'conflict'
+        (deadlock / serialization failure: retried once outside a transaction), or 'error'
         for a driver exception."""
         raise NotImplementedError
 
@@ -163,6 +167,11 @@ class Database:
                 kind = self.dialect.classify(exc)
                 if kind == "duplicate":
                     raise DuplicateKey(str(exc)) from exc
+                if kind == "conflict" and attempt + 1 < attempts:
+                    # A deadlock victim outside a transaction was undone: run it again after a short
+                    # random pause, so the winner gets its locks first instead of a new deadlock.
+                    time.sleep(CONFLICT_PAUSE * (1 + random.random()))
+                    continue
                 if kind in ("unavailable", "timeout"):
                     self.close()
                     # A timeout is never retried: the request must get its answer within one.

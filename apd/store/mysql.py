@@ -34,6 +34,7 @@ CONNECTION_LOST = frozenset(
     }
 )
 DUPLICATE_ENTRY = 1062
+DEADLOCK = 1213
 
 _EXCLUDED = re.compile(r"\bexcluded\.(\w+)", re.IGNORECASE)
 
@@ -89,6 +90,8 @@ class MysqlDialect(Dialect):
             return "timeout" if "timed out" in str(exc) else "unavailable"
         if isinstance(exc, pymysql.err.OperationalError) and code in (1205, 1969):
             return "timeout"  # lock wait timeout / MariaDB max_statement_time
+        if code == DEADLOCK:
+            return "conflict"
         return "error"
 
     def insert_ignore(self, table: str, columns: Sequence[str], conflict: Sequence[str]) -> str:

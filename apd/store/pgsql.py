@@ -111,7 +111,7 @@ class PgsqlDialect(Dialect):
         if isinstance(exc, (NoAnswer, psycopg2.errors.QueryCanceled, psycopg2.errors.LockNotAvailable)):
             return "timeout"
         if isinstance(exc, psycopg2.extensions.TransactionRollbackError):
-            return "error"  # deadlock / serialization failure: the server is fine
+            return "conflict"  # deadlock / serialization failure: the server is fine
         if isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)):
             return "unavailable"  # connection lost, refused, timed out, server shutting down
         return "error"

@@ -266,3 +266,47 @@ def test_init_db_reports_an_unreachable_server(tmp_path):
     )
     assert out.returncode != 0
     assert "--init-db failed" in out.stderr and "unavailable" in out.stderr
+
+
+def test_deadlock_victim_statement_is_retried(postgres_server):
+    """Outside a transaction, a statement chosen as a deadlock victim runs again."""
+    import threading
+
+    import psycopg2
+
+    server = postgres_server
+    server.truncate("apd")
+    name = server.db_name("apd", "iredapd")
+    for account in ("one", "two"):
+        server.execute("INSERT INTO throttle (account, period) VALUES (%s, 60)", (account,), database=name)
+    other = psycopg2.connect(host=server.socket_dir, port=server.port, user="postgres", dbname=name)
+    with other.cursor() as cur:  # another session holds row 'two'
+        cur.execute("UPDATE throttle SET priority = 1 WHERE account = 'two'")
+
+    def close_the_cycle() -> None:
+        deadline = time.monotonic() + 10
+        while not server.query(  # wait until our statement holds 'one' and waits for 'two'
+            "SELECT 1 FROM pg_stat_activity WHERE usename = 'iredapd' AND wait_event_type = 'Lock'"
+        ):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        with other.cursor() as cur:
+            cur.execute("UPDATE throttle SET priority = 1 WHERE account = 'one'")
+        other.commit()
+
+    deadlocks_before = (server.base / "postgres.log").read_text(errors="replace").count("deadlock detected")
+    helper = threading.Thread(target=close_the_cycle)
+    helper.start()
+    store = open_store(server.settings(SQL_QUERY_TIMEOUT=10))
+    try:
+        changed = store.iredapd.execute(
+            "UPDATE throttle SET priority = priority + 10 WHERE id IN (SELECT id FROM throttle ORDER BY account)"
+        )
+    finally:
+        helper.join()
+        other.close()
+    assert changed == 2
+    assert sorted(server.query("SELECT account, priority FROM throttle", database=name)) == [("one", 11), ("two", 11)]
+    log = (server.base / "postgres.log").read_text(errors="replace")
+    assert log.count("deadlock detected") > deadlocks_before  # the retry really was needed
+    store.close()

@@ -54,6 +54,7 @@ def test_insert_ignore_forms():
         (pymysql.err.OperationalError(1927, "Connection was killed"), "unavailable"),
         (pymysql.err.OperationalError(1205, "Lock wait timeout exceeded"), "timeout"),
         (pymysql.err.OperationalError(1054, "Unknown column"), "error"),
+        (pymysql.err.OperationalError(1213, "Deadlock found when trying to get lock"), "conflict"),
         (pymysql.err.InterfaceError(0, ""), "unavailable"),
         (pymysql.err.IntegrityError(1062, "Duplicate entry"), "duplicate"),
         (pymysql.err.IntegrityError(1452, "foreign key constraint fails"), "error"),
@@ -74,7 +75,8 @@ def test_mysql_classify(exc, kind):
         (NoAnswer("no answer"), "timeout"),
         (psycopg2.errors.UniqueViolation("duplicate key"), "duplicate"),
         (psycopg2.errors.ForeignKeyViolation("fk"), "error"),
-        (psycopg2.errors.DeadlockDetected("deadlock"), "error"),
+        (psycopg2.errors.DeadlockDetected("deadlock"), "conflict"),
+        (psycopg2.errors.SerializationFailure("serialization"), "conflict"),
         (psycopg2.errors.UndefinedColumn("no column"), "error"),
     ],
 )
