@@ -618,12 +618,19 @@ def _assign(target, value, raw, lines, lineno, current, evaluate) -> None:
     raise _Unsupported("unsupported assignment target; use NAME = value")
 
 
+def is_secret(name: str) -> bool:
+    lowered = name.lower()
+    return any(word in lowered for word in ("password", "bindpw", "secret", "token")) and not lowered.endswith(
+        "_header_name"
+    )
+
+
 def describe(settings: Settings) -> str:
     """postconf-like dump: one NAME = value line per setting (secrets masked)."""
     out = []
     for setting in REGISTRY:
         value = settings.get(setting.name)
-        if "password" in setting.name.lower() or setting.name in ("ldap_bindpw", "srs_secrets"):
+        if is_secret(setting.name):
             value = "********" if value else value
         out.append(f"{setting.name} = {value!r}")
     return "\n".join(out)

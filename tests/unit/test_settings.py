@@ -369,3 +369,19 @@ def test_sample_names_every_setting_and_loads() -> None:
 def test_print_sample(capsys) -> None:
     assert cli.main(["--print-sample"]) == 0
     assert capsys.readouterr().out == render()
+
+
+def test_print_config_masks_secrets(capsys, tmp_path) -> None:
+    path = write(
+        tmp_path,
+        "vmail_db_password = 'pw1'\nldap_bindpw = 'pw2'\nsrs_secrets = ['pw3']\n"
+        "mlmmjadmin_api_auth_token = 'pw4'\nNOTIFICATION_SMTP_PASSWORD = 'pw5'\niredapd_db_password = ''\n",
+    )
+    assert cli.main(["--print-config", "-c", str(path)]) == 0
+    out = capsys.readouterr().out
+    for secret in ("pw1", "pw2", "pw3", "pw4", "pw5"):
+        assert secret not in out
+    assert "vmail_db_password = '********'" in out
+    assert "iredapd_db_password = ''" in out  # an empty one is shown as empty
+    assert "MLMMJADMIN_API_AUTH_TOKEN_HEADER_NAME = 'X-MLMMJADMIN-API-AUTH-TOKEN'" in out
+    assert "listen_port = 7777" in out
