@@ -124,6 +124,14 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+class _BindFailed(Exception):
+    """The server answered the bind with an error other than bad credentials."""
+
+    def __init__(self, cause: ldap.LDAPError):
+        super().__init__(str(cause))
+        self.cause = cause
+
+
 class LdapAccounts:
     """Account lookups against iRedMail's DIT; same interface as ``SqlAccounts``."""
 
@@ -167,6 +175,10 @@ class LdapAccounts:
         except ldap.INVALID_CREDENTIALS as exc:
             self._mark_down(exc, BIND_REFUSED)
             raise StoreUnavailable(f"LDAP server {self.uri}: {BIND_REFUSED}") from exc
+        except _BindFailed as failed:
+            message = f"LDAP bind failed: {_one_line(failed.cause)}"
+            self._mark_down(failed.cause, message)
+            raise StoreUnavailable(f"LDAP server {self.uri}: {message}") from failed.cause
         except ldap.LDAPError as exc:
             self._mark_down(exc)
             raise StoreUnavailable(f"LDAP server {self.uri} is unavailable: {_one_line(exc)}") from exc
@@ -191,8 +203,13 @@ class LdapAccounts:
                 conn.set_option(ldap.OPT_X_TLS_NEWCTX, 0)
             if self._starttls:
                 conn.start_tls_s()
-            conn.simple_bind_s(self._binddn, self._bindpw)
-        except ldap.LDAPError:
+            try:
+                conn.simple_bind_s(self._binddn, self._bindpw)
+            except _OUTAGES + (ldap.INVALID_CREDENTIALS,):
+                raise
+            except ldap.LDAPError as exc:  # refused for another reason (e.g. empty password)
+                raise _BindFailed(exc) from exc
+        except (ldap.LDAPError, _BindFailed):
             _unbind(conn)
             raise
         return conn

@@ -281,6 +281,15 @@ def test_bad_bind_dn_is_refused(slapd_server, caplog):
     assert BIND_REFUSED in caplog.text
 
 
+def test_other_bind_errors_are_logged_as_bind_failed(slapd_server, caplog):
+    acc = make(slapd_server, ldap_bindpw="")  # an unauthenticated bind: slapd is unwilling
+    with caplog.at_level(logging.INFO, logger=LOGGER), pytest.raises(StoreUnavailable):
+        acc.is_local_domain("example.com")
+    messages = [r.getMessage() for r in caplog.records if r.name == LOGGER]
+    assert len(messages) == 1 and messages[0].startswith("LDAP bind failed: "), messages
+    assert messages[0] != BIND_REFUSED
+
+
 def test_connection_is_reused(accounts):
     accounts.is_local_domain("example.com")
     conn = accounts._conn
