@@ -343,22 +343,32 @@ def _describe_exit(code: int) -> str:
 
 
 def prepare_store(settings: Any) -> None:
-    """SQLite: create the file and its tables at first start, owned by the run_as_user."""
+    """SQLite: create the file and its tables at first start, owned by the account workers run as.
+
+    SQLite writes -wal/-shm files beside the database, so the folder goes to that account too, but
+    only a folder of its own (made by apd, apd's default, or holding nothing but this database):
+    ``sqlite_db_path = '/var/lib/apd.sqlite3'`` must not give /var/lib away.
+    """
     if settings.backend != "sqlite":
         return
     from apd.store import sqlite
 
     path = settings.sqlite_db_path or sqlite.default_path()
+    directory = os.path.dirname(os.path.abspath(path))
+    existed = os.path.isdir(directory)
     db = sqlite.open_database(path, settings.SQL_QUERY_TIMEOUT)
     sqlite.initialise(db)
     db.close()
-    if os.geteuid() == 0:
-        user = resolve_user(settings.run_as_user)
-        if user is not None:
-            directory = os.path.dirname(path) or "."
-            for target in (directory, path, path + "-wal", path + "-shm"):
-                if os.path.exists(target):
-                    os.chown(target, user.pw_uid, user.pw_gid)
+    user = run_as_account(settings.run_as_user, warn=False) if os.geteuid() == 0 else None
+    if user is None:
+        return
+    files = {os.path.basename(path) + suffix for suffix in ("", "-wal", "-shm", "-journal")}
+    own_folder = (
+        not existed or directory == os.path.dirname(sqlite.default_path()) or set(os.listdir(directory)) <= files
+    )
+    for target in ((directory,) if own_folder else ()) + (path, path + "-wal", path + "-shm", path + "-journal"):
+        if os.path.exists(target):
+            os.chown(target, user.pw_uid, user.pw_gid)
 
 
 def resolve_user(name: str) -> pwd.struct_passwd | None:
@@ -368,16 +378,26 @@ def resolve_user(name: str) -> pwd.struct_passwd | None:
         return None
 
 
+def run_as_account(user_name: str, warn: bool = True) -> pwd.struct_passwd | None:
+    """The account root drops to: run_as_user, else nobody; None when that is root itself."""
+    user = resolve_user(user_name)
+    if user is None:
+        if warn:
+            log.warning("run_as_user %r does not exist; running as 'nobody' instead", user_name)
+        user = pwd.getpwnam("nobody")
+    if user.pw_uid == 0:
+        if warn:
+            log.warning("run_as_user %r is root: not dropping privileges", user_name)
+        return None
+    return user
+
+
 def drop_privileges(user_name: str) -> None:
     """As root: switch to ``run_as_user`` (groups, gid, uid). As anyone else: stay as we are."""
     if os.geteuid() != 0:
         return
-    user = resolve_user(user_name)
+    user = run_as_account(user_name)
     if user is None:
-        log.warning("run_as_user %r does not exist; running as 'nobody' instead", user_name)
-        user = pwd.getpwnam("nobody")
-    if user.pw_uid == 0:
-        log.warning("run_as_user %r is root: not dropping privileges", user_name)
         return
     os.setgroups([])  # no supplementary groups kept from root (iRedAPD keeps them)
     os.setgid(user.pw_gid)

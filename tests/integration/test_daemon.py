@@ -243,12 +243,19 @@ def test_sigterm_answers_the_request_in_flight_then_exits_0(apd) -> None:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root")
-def test_privileges_dropped_to_run_as_user(apd) -> None:
+@pytest.mark.parametrize("run_as_user", ["nobody", "apd-no-such-user"])  # an unknown account falls back to nobody
+def test_privileges_dropped_to_run_as_user(apd, run_as_user: str) -> None:
     nobody = pwd.getpwnam("nobody")
     workdir = Path(tempfile.mkdtemp(prefix="apd-privs-"))  # reachable by nobody, unlike pytest's tmp_path
     os.chmod(workdir, 0o755)
     try:
-        proc = apd(workdir=workdir / "apd", run_as_user="nobody", workers=2, plugins=["reject_null_sender"])
+        proc = apd(
+            workdir=workdir / "apd",
+            run_as_user=run_as_user,
+            sqlite_db_path=str(workdir / "apd" / "state" / "apd.sqlite3"),  # a folder apd makes
+            workers=2,
+            plugins=["reject_null_sender"],
+        )
         workers = proc.worker_pids()
         assert len(workers) == 2
         for pid in [proc.proc.pid, *workers]:
@@ -258,11 +265,29 @@ def test_privileges_dropped_to_run_as_user(apd) -> None:
             assert status["Groups"].strip() == "", f"supplementary groups kept: {status['Groups']}"
         assert ask(proc, sender="", sasl_username="u@example.com") == replies.REJECT_NULL_SENDER
         db = Path(proc.settings["sqlite_db_path"])
-        assert db.stat().st_uid == nobody.pw_uid
+        assert db.stat().st_uid == db.parent.stat().st_uid == nobody.pw_uid
+        assert (workdir / "apd").stat().st_uid == 0  # a folder apd did not make stays as it was
         proc.wait_for_log("REJECT Policy rejection due to null sender")
         assert "Error while logging" not in proc.log()  # the session log row was written as nobody
     finally:
         subprocess.run(["rm", "-rf", str(workdir)], check=False)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="changing owners needs root")
+def test_a_shared_folder_of_the_sqlite_file_is_not_given_away(tmp_path) -> None:
+    from apd.master import prepare_store
+    from apd.settings import defaults
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "someone-else.txt").write_text("x")
+    prepare_store(defaults().replace(sqlite_db_path=str(shared / "apd.sqlite3"), run_as_user="nobody"))
+    assert shared.stat().st_uid == 0
+    assert (shared / "apd.sqlite3").stat().st_uid == pwd.getpwnam("nobody").pw_uid
+    own = tmp_path / "own"
+    own.mkdir()  # made by the admin for apd, still empty
+    prepare_store(defaults().replace(sqlite_db_path=str(own / "apd.sqlite3"), run_as_user="nobody"))
+    assert own.stat().st_uid == pwd.getpwnam("nobody").pw_uid
 
 
 def ipv6_loopback() -> bool:
