@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 from apd.address import is_domain
 from apd.store.base import Database
 
@@ -15,6 +17,8 @@ class SqlAccounts:
     def is_local_domain(self, domain: str, include_alias: bool = True, include_backupmx: bool = True) -> bool:
         if not is_domain(domain):
             return False
+        if domain == socket.gethostname():
+            return True  # iRedAPD counts the machine host name as local whatever the database says
         sql = "SELECT domain FROM domain WHERE domain = %s AND active = 1"
         if not include_backupmx:
             sql += " AND backupmx = 0"
