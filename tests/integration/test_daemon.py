@@ -537,3 +537,13 @@ def test_a_hung_worker_is_killed_and_replaced(apd, tmp_path) -> None:
     assert len(before & after) == 1  # the other worker sat idle as long, but kept beating: not killed
     assert f"worker {stuck} has not answered for 5 s; killing it" in proc.log()
     assert ask(proc) == "DUNNO"
+
+
+@pytest.mark.skipif(not Path("/usr/bin/ss").exists(), reason="ss (iproute2) not installed")
+def test_deep_listen_backlog(apd) -> None:
+    proc = apd(plugins=["reject_null_sender"])
+    out = subprocess.run(["/usr/bin/ss", "-ltnH", f"sport = :{proc.port}"], capture_output=True, text=True).stdout
+    (line,) = out.splitlines()
+    backlog = int(line.split()[2])  # Send-Q of a listening socket: its backlog
+    somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
+    assert backlog == min(4096, somaxconn) and backlog > 5  # iRedAPD listens with a backlog of 5
