@@ -20,7 +20,9 @@ EXIT_USAGE = 2
 
 
 def add_config_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-c", "--config", metavar="FILE", help="apd settings file (default: $APD_SETTINGS, /etc/apd/settings.py)")
+    parser.add_argument(
+        "-c", "--config", metavar="FILE", help="apd settings file (default: $APD_SETTINGS, /etc/apd/settings.py)"
+    )
 
 
 def load_settings(config: str | None) -> Any:

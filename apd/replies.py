@@ -12,7 +12,9 @@ REJECT_NOT_AUTHORIZED = "REJECT Not authorized"
 REJECT_QUOTA_EXCEEDED = "REJECT Throttling quota exceeded"
 REJECT_MSG_SIZE_EXCEEDED = "REJECT Message size is too large"
 REJECT_MAX_RCPTS_EXCEEDED = "REJECT Too many recipients in single message"
-REJECT_LOW_SENDER_SCORE = "REJECT Server IP address has bad reputation. FYI: https://www.senderscore.org/lookup.php?lookup="
+REJECT_LOW_SENDER_SCORE = (
+    "REJECT Server IP address has bad reputation. FYI: https://www.senderscore.org/lookup.php?lookup="
+)
 NO_ENABLED_PLUGINS = "DUNNO No enabled plugins"
 GREYLISTING_PREFIX = "451 4.7.1"
 

@@ -57,9 +57,7 @@ class Dialect:
         marks = ", ".join(["%s"] * len(columns))
         return f"INSERT INTO {table} ({cols}) VALUES ({marks}) ON CONFLICT ({', '.join(conflict)}) DO NOTHING"
 
-    def upsert(
-        self, table: str, columns: Sequence[str], conflict: Sequence[str], update_sql: str
-    ) -> str:
+    def upsert(self, table: str, columns: Sequence[str], conflict: Sequence[str], update_sql: str) -> str:
         """INSERT ... or, on conflict of ``conflict``, run ``update_sql`` (assignments in
         PostgreSQL/SQLite form, where ``excluded.col`` names the proposed value)."""
         cols = ", ".join(columns)

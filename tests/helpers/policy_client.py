@@ -51,7 +51,7 @@ class PolicyClient:
         reply, self.buffer = self.buffer.split(b"\n\n", 1)
         line = reply.decode()
         assert line.startswith("action="), line
-        return line[len("action="):]
+        return line[len("action=") :]
 
     def ask(self, **attrs: str) -> str:
         self.send_raw(request_bytes(**attrs))

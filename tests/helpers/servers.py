@@ -20,7 +20,11 @@ def unavailable(reason: str) -> None:
 def require_binary(*candidates: str) -> str:
     for name in candidates:
         path = shutil.which(name) or next(
-            (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}", f"/usr/lib/postfix/sbin/{name}") if os.path.exists(p)),
+            (
+                p
+                for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}", f"/usr/lib/postfix/sbin/{name}")
+                if os.path.exists(p)
+            ),
             None,
         )
         if path:
