@@ -57,19 +57,18 @@ def text(value: Any) -> str:
 
 
 _COLUMNS = "u.id, u.priority, u.email, m.id, m.priority, m.email, w.wb"
-# CROSS JOIN fixes the join order on SQLite (its planner has no statistics): both address
-# lists are resolved through their unique indexes first, then each (local, external) pair is
-# one primary-key probe into the list table. The cost therefore depends on the number of
-# candidate addresses, never on how many entries a list holds.
+# CROSS JOIN fixes the join order on SQLite (its planner may otherwise walk every list row of
+# an account): both address lists are resolved through their unique indexes first, then each
+# (local, external) pair is one primary-key probe into the list table. The cost depends on the
+# number of candidate addresses, never on how many entries a list holds. MySQL and PostgreSQL
+# read CROSS JOIN as an inner join and find the same plan from their statistics.
 _INBOUND = (
-    "SELECT '{kind}', " + _COLUMNS + " FROM users u CROSS JOIN mailaddr m"
-    " JOIN wblist w ON w.rid = u.id AND w.sid = m.id"
-    " WHERE u.email IN ({local}) AND {ext_filter}"
+    "SELECT '{kind}', " + _COLUMNS + " FROM users u CROSS JOIN mailaddr m CROSS JOIN wblist w"
+    " WHERE u.email IN ({local}) AND {ext_filter} AND w.rid = u.id AND w.sid = m.id"
 )
 _OUTBOUND = (
-    "SELECT 'out', " + _COLUMNS + " FROM users u CROSS JOIN mailaddr m"
-    " JOIN outbound_wblist w ON w.sid = u.id AND w.rid = m.id"
-    " WHERE u.email IN ({local}) AND m.email IN ({ext})"
+    "SELECT 'out', " + _COLUMNS + " FROM users u CROSS JOIN mailaddr m CROSS JOIN outbound_wblist w"
+    " WHERE u.email IN ({local}) AND m.email IN ({ext}) AND w.sid = u.id AND w.rid = m.id"
 )
 # Column types line up with the branches above (PostgreSQL resolves UNION types by position).
 _MARKER = "SELECT 'mark', COUNT(*), MAX(id), NULL, NULL, NULL, NULL, NULL FROM mailaddr WHERE id > %s"
