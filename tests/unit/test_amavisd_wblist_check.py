@@ -227,3 +227,19 @@ def test_outbound_and_inbound_in_one_statement(env, check):
     seen = statements(store)
     assert ask(check, store, sasl_username="me@local.com", sender="me@local.com", recipient="x@local.com") == REJECT
     assert len(list_statements(seen)) == 1
+
+
+def test_sqlite_plan_probes_list_rows_by_pair(env, check):
+    """With statistics that make an account's list look small, SQLite would walk it row by row
+    (cost growing with the list); the statement pins the plan to one probe per pair."""
+    _, store = env
+    store.wblist.add("@.", [f"10.0.{i}.0/24" for i in range(60)] + [f"u{i}@x.com" for i in range(60)], "B", False)
+    for i in range(40):  # many small accounts: the average list looks short to the planner
+        store.wblist.add(f"user{i}@local.com", [f"v{i}@x.com"], "W", False)
+    store.amavisd.execute("ANALYZE")
+    seen = statements(store)
+    ask(check, store, client_address="10.0.5.1")
+    lookup = [s for s in seen if "wblist" in s][-1]
+    plan = [row[3] for row in store.amavisd.query("EXPLAIN QUERY PLAN " + lookup)]
+    probes = [step for step in plan if step.startswith("SEARCH w ")]
+    assert len(probes) == 2 and all("rid=? AND sid=?" in step for step in probes), plan
