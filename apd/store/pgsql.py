@@ -54,11 +54,15 @@ def wait_with_deadline(conn: Any) -> None:
         if remaining is not None and remaining <= 0:
             raise NoAnswer(f"no answer from the server within {timeout:g}s")
         if state == psycopg2.extensions.POLL_READ:
-            select.select([conn.fileno()], [], [], remaining)
+            events = select.POLLIN
         elif state == psycopg2.extensions.POLL_WRITE:
-            select.select([], [conn.fileno()], [], remaining)
+            events = select.POLLOUT
         else:
             raise psycopg2.OperationalError(f"unexpected poll state {state}")
+        # poll(), not select(): a busy worker's descriptors may exceed FD_SETSIZE (1024)
+        waiter = select.poll()
+        waiter.register(conn.fileno(), events)
+        waiter.poll(None if remaining is None else max(1, int(remaining * 1000)))
 
 
 class PgsqlDialect(Dialect):

@@ -310,3 +310,23 @@ def test_deadlock_victim_statement_is_retried(postgres_server):
     log = (server.base / "postgres.log").read_text(errors="replace")
     assert log.count("deadlock detected") > deadlocks_before  # the retry really was needed
     store.close()
+
+
+def test_postgres_works_with_descriptors_above_fd_setsize(postgres_server):
+    """A busy worker may hold over 1024 descriptors; the client-side wait must not use select()."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"hard descriptor limit {hard} is too low for this test")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    filler = [os.open("/dev/null", os.O_RDONLY) for _ in range(1100)]
+    try:
+        store = open_store(postgres_server.settings(SQL_QUERY_TIMEOUT=TIMEOUT))
+        assert store.iredapd.query("SELECT 7") == [(7,)]
+        assert store.iredapd._conn.fileno() > 1024
+        store.close()
+    finally:
+        for fd in filler:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
