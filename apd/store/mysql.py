@@ -39,6 +39,14 @@ DEADLOCK = 1213
 _EXCLUDED = re.compile(r"\bexcluded\.(\w+)", re.IGNORECASE)
 
 
+def unverified_tls() -> ssl.SSLContext:
+    """``*_db_use_ssl``: TLS without checking the certificate, as iRedAPD (ssl_verify_cert=False)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 class MysqlDialect(Dialect):
     name = "mysql"
     case_insensitive_text = True  # utf8mb4_general_ci columns ignore case
@@ -74,7 +82,7 @@ class MysqlDialect(Dialect):
             write_timeout=self.timeout,
             # rowcount = rows matched, not rows changed, as on PostgreSQL and SQLite
             client_flag=CLIENT.FOUND_ROWS,
-            ssl=ssl.create_default_context() if self.use_ssl else None,
+            ssl=unverified_tls() if self.use_ssl else None,
         )
 
     def driver_errors(self) -> tuple[type[BaseException], ...]:

@@ -100,7 +100,7 @@ class PgsqlDialect(Dialect):
             dbname=self.database,
             connect_timeout=max(2, int(self.timeout + 0.999)),
             options=f"-c statement_timeout={millis} -c lock_timeout={millis}",
-            sslmode="require" if self.use_ssl else "prefer",
+            sslmode="prefer",  # TLS when the server offers it; iRedAPD ignores *_db_use_ssl here
             application_name="apd",
         )
         conn.autocommit = True

@@ -17,6 +17,7 @@ Helpers:
   gives the same as a dict for ``apd_factory(**...)``.
 * ``server.truncate(schema)`` empties every table of the set (call it at the start of a test).
 * ``server.execute(sql, params, database=...)`` / ``server.query(...)`` run as root.
+* TLS is on (self-signed certificate) when ``openssl`` is installed: ``iredapd_db_use_ssl=True`` works.
 * ``server.stop()`` / ``server.start()`` for outage tests (same port and data afterwards);
   ``server.kill_connections(user)`` kills that user's sessions (KILL <id>).
 """
@@ -73,7 +74,21 @@ class MariaDBServer:
         if out.returncode != 0:
             unavailable(f"mariadb-install-db failed: {out.stderr[-500:]}")
 
+    def make_certificate(self) -> list[str]:
+        """A throwaway self-signed certificate, so clients can test ``*_db_use_ssl``."""
+        cert, key = self.base / "server.crt", self.base / "server.key"
+        if not cert.exists():
+            out = subprocess.run(
+                ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=apd-test"]
+                + ["-keyout", str(key), "-out", str(cert)],
+                capture_output=True,
+            )
+            if out.returncode != 0:
+                return []
+        return [f"--ssl-cert={cert}", f"--ssl-key={key}"]
+
     def start(self, timeout: float = 30.0) -> None:
+        tls = self.make_certificate() if shutil.which("openssl") else []
         log = open(self.base / "mariadbd.log", "ab")
         self.proc = subprocess.Popen(
             [
@@ -92,6 +107,7 @@ class MariaDBServer:
                 "--innodb-flush-log-at-trx-commit=2",
                 "--max-connections=500",
                 "--skip-log-bin",
+                *tls,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

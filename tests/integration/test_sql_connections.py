@@ -330,3 +330,12 @@ def test_postgres_works_with_descriptors_above_fd_setsize(postgres_server):
         for fd in filler:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_mysql_use_ssl_connects_with_tls_without_verifying_the_certificate(mariadb_server):
+    if not mariadb_server.query("SHOW VARIABLES LIKE 'have_ssl'")[0][1] == "YES":
+        pytest.skip("the test MariaDB has no TLS certificate (openssl missing)")
+    # (without the setting PyMySQL still prefers TLS when the server offers it)
+    tls = open_store(mariadb_server.settings(iredapd_db_use_ssl=True))
+    assert tls.iredapd.query("SHOW SESSION STATUS LIKE 'Ssl_cipher'")[0][1] != ""  # self-signed, still accepted
+    tls.close()
