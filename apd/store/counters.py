@@ -33,7 +33,7 @@ ADD_SQL = (
     " period = %s, last_time = %s,"
     f" init_time = CASE WHEN {_EXPIRED} THEN %s ELSE init_time END"
     " WHERE tid = %s AND account = %s"
-    f" AND (%s <= 0 OR {_EXPIRED} OR cur_msgs + %s <= %s)"
+    f" AND (%s <= 0 OR cur_msgs + %s <= %s OR ({_EXPIRED} AND %s <= %s))"
 )
 # PostgreSQL only (SELECT without FROM), under the advisory lock of the key.
 INSERT_MISSING_SQL = (
@@ -67,7 +67,7 @@ def add_params(tid: int, account: str, period: int, msgs: int, size: int, now: i
         period, now,
         *expired, now,
         tid, account,
-        max_msgs, *expired, msgs, max_msgs,
+        max_msgs, msgs, max_msgs, *expired, msgs, max_msgs,
     ]  # fmt: skip
 
 

@@ -51,7 +51,8 @@ def test_add_creates_counts_and_limits(store):
     assert (row.cur_msgs, row.cur_quota, row.init_time, row.last_time) == (5, 150, 1000, 1010)
     # unlimited (max 0 or -1) always counts
     assert counters.add(tid, "user@example.com", 3600, 7, 1, now=1030, max_msgs=0)
-    # the window expired: restart with just this message, even over the old count
+    # the window expired: restart with just this message, even over the old count ...
+    assert not counters.add(tid, "user@example.com", 3600, 6, 60, now=1000 + 3601, max_msgs=5)  # ... within the limit
     assert counters.add(tid, "user@example.com", 3600, 4, 40, now=1000 + 3601, max_msgs=5)
     (row,) = counters.rows([(tid, "user@example.com")])
     assert (row.cur_msgs, row.cur_quota, row.init_time) == (4, 40, 4601)
