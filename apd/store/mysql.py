@@ -6,6 +6,7 @@ timeouts), so a hung server costs one timeout, after which ``Database`` backs of
 
 from __future__ import annotations
 
+import math
 import re
 import ssl
 from typing import Any, Sequence
@@ -83,6 +84,8 @@ class MysqlDialect(Dialect):
             # rowcount = rows matched, not rows changed, as on PostgreSQL and SQLite
             client_flag=CLIENT.FOUND_ROWS,
             ssl=unverified_tls() if self.use_ssl else None,
+            # row-lock waits end on the server too, not only in the client (default: 50 s)
+            init_command=f"SET SESSION innodb_lock_wait_timeout = {max(1, math.ceil(self.timeout))}",
         )
 
     def driver_errors(self) -> tuple[type[BaseException], ...]:

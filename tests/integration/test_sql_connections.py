@@ -339,3 +339,24 @@ def test_mysql_use_ssl_connects_with_tls_without_verifying_the_certificate(maria
     tls = open_store(mariadb_server.settings(iredapd_db_use_ssl=True))
     assert tls.iredapd.query("SHOW SESSION STATUS LIKE 'Ssl_cipher'")[0][1] != ""  # self-signed, still accepted
     tls.close()
+
+
+def test_row_lock_wait_is_bounded(server, kind):
+    """Another session holds the row: the statement gives up within the timeout."""
+    server.truncate("apd")
+    name = server.db_name("apd", "iredapd")
+    server.execute("INSERT INTO throttle (account, period) VALUES ('locked', 60)", database=name)
+    holder = server._root(name)
+    holder.autocommit = False
+    if kind == "mysql":
+        holder.begin()
+    with holder.cursor() as cur:
+        cur.execute("UPDATE throttle SET priority = 1 WHERE account = 'locked'")
+    store = open_store(server.settings(SQL_QUERY_TIMEOUT=TIMEOUT))
+    try:
+        elapsed, exc = timed(lambda: store.iredapd.execute("UPDATE throttle SET priority = 2 WHERE account = 'locked'"))
+        assert TIMEOUT * 0.9 <= elapsed < TIMEOUT + 0.9, elapsed
+    finally:
+        holder.rollback()
+        holder.close()
+        store.close()
