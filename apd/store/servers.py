@@ -15,10 +15,12 @@ under ``ddl/<dialect>/`` where they are missing and never alters an existing tab
 
 from __future__ import annotations
 
+import importlib
 import re
 from importlib import resources
 from typing import Any, Iterable
 
+from apd.errors import StoreError
 from apd.store import Store
 from apd.store.base import Database, Dialect, split_statements
 
@@ -56,14 +58,19 @@ def connection_params(settings: Any, db: str) -> dict[str, Any]:
     }
 
 
+DRIVERS = {
+    "mysql": ("PyMySQL", "apd.store.mysql", "MysqlDialect"),
+    "pgsql": ("psycopg2", "apd.store.pgsql", "PgsqlDialect"),
+}
+
+
 def make_dialect(kind: str, params: dict[str, Any], timeout: float) -> Dialect:
-    if kind == "pgsql":
-        from apd.store.pgsql import PgsqlDialect
-
-        return PgsqlDialect(timeout=timeout, **params)
-    from apd.store.mysql import MysqlDialect
-
-    return MysqlDialect(timeout=timeout, **params)
+    driver, module_name, class_name = DRIVERS[kind]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise StoreError(f"the {kind} databases need the {driver} driver (pip install 'apd[{kind}]'): {exc}") from exc
+    return getattr(module, class_name)(timeout=timeout, **params)
 
 
 def label(db: str, kind: str, params: dict[str, Any]) -> str:

@@ -360,3 +360,12 @@ def test_row_lock_wait_is_bounded(server, kind):
         holder.rollback()
         holder.close()
         store.close()
+
+
+def test_init_db_with_the_ldap_backend_creates_amavisd_and_iredapd_in_mysql(mariadb_server):
+    create_empty_databases(mariadb_server, "mysql", "ldapinit_")
+    names = {f"{db}_db_name": f"ldapinit_{db}" for db in ("amavisd", "iredapd")}
+    report = init_server_db(mariadb_server.settings("apd", backend="ldap", **names))
+    assert len(report) == 2 and "amavisd" in report[0] and "iredapd" in report[1], report
+    assert mariadb_server.tables("ldapinit_vmail") == []
+    assert len(mariadb_server.tables("ldapinit_iredapd")) == 11

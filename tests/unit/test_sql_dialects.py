@@ -174,3 +174,15 @@ def test_ldap_backend_keeps_amavisd_and_iredapd_in_mysql():
     assert store.iredapd.dialect.name == store.amavisd.dialect.name == "mysql"
     assert store.iredapd.label.startswith("iredapd (mysql://")
     store.close()
+
+
+def test_missing_driver_is_named(monkeypatch):
+    import sys
+
+    from apd.errors import StoreError
+    from apd.store.servers import make_dialect
+
+    monkeypatch.delitem(sys.modules, "apd.store.mysql")
+    monkeypatch.setitem(sys.modules, "pymysql", None)  # as if PyMySQL were not installed
+    with pytest.raises(StoreError, match=r"need the PyMySQL driver \(pip install 'apd\[mysql\]'\)"):
+        make_dialect("mysql", {"host": "h", "port": 1, "user": "u", "password": "p", "database": "d"}, 1.0)
