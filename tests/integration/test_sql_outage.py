@@ -97,3 +97,12 @@ def test_blackholed_database_gives_the_defer_answer_in_time(apd_factory, server)
             assert elapsed < TIMEOUT + 1, elapsed
             time.sleep(0.6)  # past the first back-off: the second request waits on the server again
         assert "no answer" in apd.log() or "timed out" in apd.log()
+        ask(apd)  # pays one timeout; then the back-off answers at once, without waiting on the server
+        started = time.monotonic()
+        with apd.client(timeout=30) as client:
+            replies = {client.ask(**rcpt(recipient="user@example.com")) for _ in range(50)}
+        assert replies == {DEFER}
+        assert time.monotonic() - started < 0.4
+        # the store logs the state change once, not once per request
+        errors = [x for x in apd.log().splitlines() if " ERROR " in x and "database vmail (" in x]
+        assert len(errors) == 1, errors
