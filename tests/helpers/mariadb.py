@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -35,6 +36,7 @@ from typing import Any, Sequence
 import pytest
 
 from tests.helpers.apd_process import free_port
+from tests.helpers.child import die_with_parent
 from tests.helpers.servers import require_binary, unavailable
 from tests.helpers.shared import shared_schema
 
@@ -111,6 +113,7 @@ class MariaDBServer:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent(signal.SIGKILL),  # no server left behind by a killed test run
         )
         log.close()
         deadline = time.monotonic() + timeout

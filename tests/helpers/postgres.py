@@ -19,8 +19,8 @@ Helpers (same names as tests/helpers/mariadb.py):
 * ``server.execute(sql, params, database=...)`` / ``server.query(...)`` run as the superuser.
 * ``server.stop()`` / ``server.start()``; ``server.kill_connections(user)`` (pg_terminate_backend).
 
-When run as root, initdb and the server run as the ``postgres`` user (runuser); the data
-dir lives in a temp dir owned by that user.
+When run as root, initdb and the server run as the ``postgres`` user; the data dir lives in
+a temp dir owned by that user. The server is a child of pytest and stops if pytest dies.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -37,6 +38,7 @@ from typing import Any, Sequence
 import pytest
 
 from tests.helpers.apd_process import free_port
+from tests.helpers.child import die_with_parent
 from tests.helpers.servers import unavailable
 from tests.helpers.shared import shared_schema
 
@@ -63,6 +65,7 @@ class PostgresServer:
         self.schemas: set[str] = set()
         self._tables: dict[str, list[str]] = {}
         self.as_user: list[str] = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        self.proc: subprocess.Popen | None = None
 
     # --- lifecycle
 
@@ -93,34 +96,44 @@ class PostgresServer:
         except RuntimeError as exc:
             unavailable(str(exc))
 
-    def start(self) -> None:
-        options = (
-            f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
+    def start(self, timeout: float = 60.0) -> None:
+        """Run the postmaster as our child (as ``postgres`` when root), so it ends with the session."""
+        log = open(self.base / "postgres.log", "ab")
+        self.proc = subprocess.Popen(
+            [str(self.bindir / "postgres"), "-D", str(self.datadir), "-p", str(self.port), "-k", self.socket_dir]
+            + ["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off"]
+            + ["-c", "full_page_writes=off", "-c", "max_connections=300"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            # immediate shutdown if pytest dies: no server left behind by a killed test run
+            preexec_fn=die_with_parent(signal.SIGQUIT, "postgres" if self.as_user else None),
         )
-        out = self._run(
-            str(self.bindir / "pg_ctl"),
-            "-D",
-            str(self.datadir),
-            "-l",
-            str(self.base / "postgres.log"),
-            "-w",
-            "-t",
-            "60",
-            "-o",
-            options,
-            "start",
-            check=False,
-        )
-        if out.returncode != 0:
-            unavailable(f"PostgreSQL did not start: {out.stderr[-500:]} {self.log_tail()}")
+        log.close()
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                unavailable(f"PostgreSQL exited: {self.log_tail()}")
+            try:
+                self.query("SELECT 1")
+                return
+            except Exception:
+                if time.monotonic() > deadline:
+                    self.stop("immediate")
+                    unavailable(f"PostgreSQL did not start in {timeout}s: {self.log_tail()}")
+                time.sleep(0.1)
 
     def stop(self, mode: str = "fast") -> None:
-        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", mode, "-w", "stop", check=False)
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGQUIT if mode == "immediate" else signal.SIGINT)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
 
     def running(self) -> bool:
-        out = self._run(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "status", check=False)
-        return out.returncode == 0
+        return self.proc is not None and self.proc.poll() is None
 
     def log_tail(self) -> str:
         path = self.base / "postgres.log"
@@ -273,15 +286,6 @@ def start_postgres() -> PostgresServer:
     try:
         server.install()
         server.start()
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                server.query("SELECT 1")
-                break
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
         server.create_databases()
     except BaseException:
         server.stop("immediate")
