@@ -19,9 +19,10 @@ matches changed. Rows the marker cannot see are verified instead: the lookup joi
 network id back to ``mailaddr`` and returns its current ``email``, so a deleted network
 finds no row and an edited one fails ``verify`` (which also schedules a full reload).
 
-Not detected: an UPDATE that turns an old non-network row (below the mark) into a network
-without inserting a row; neither iRedAdmin nor the admin tool does that. A full reload
-(``reload()``, e.g. at worker start) picks it up.
+Not detected: an UPDATE that turns an old non-network row (below the mark) into a network,
+and an INSERT that gives an explicit id below the mark; neither iRedAdmin nor the admin tool
+does either. A full reload (``reload()``, at worker start) picks them up. A network deleted
+below the mark stays in the tree but matches nothing (the join finds no row).
 """
 
 from __future__ import annotations
