@@ -6,32 +6,39 @@ counts as a host network, as in iRedAPD) into a py-radix tree once per worker, s
 costs the same for 10 entries or 100,000.
 
 Freshness without a per-request rebuild: the amavisd_wblist lookup statement carries a
-change marker, ``COUNT(*), MAX(id)`` of the mailaddr rows above a low-water mark (the highest
-id seen minus ``SLACK``). That is a short primary-key range scan, yet it moves when
+change marker, ``COUNT(*), MAX(id)`` of the mailaddr rows above a low-water mark, and the
+tree is brought up to date only when the marker differs from what this worker last read.
 
-* a row is inserted (auto-increment ids only grow: MAX(id) moves), by any tool on any host;
-* a row near the top is deleted, or an insert that took its id earlier commits late
-  (COUNT moves; SLACK bounds how late: 256 inserts).
+* An insert, by any tool on any host, gets an id above every id before it (auto-increment),
+  so MAX(id) moves.
+* An insert that took its id earlier but commits late (another transaction committed a
+  higher id first) moves COUNT, as long as its id is still above the mark. The mark is the
+  highest id read ``LATE_COMMIT_SECONDS`` ago, and never more than ``MAX_WINDOW`` ids below
+  the highest: a quiet list has an empty window (the marker costs one index probe), one just
+  changed is watched a minute longer.
+* Deletes and edits need no marker: the lookup joins each network id back to ``mailaddr``
+  and returns its current ``email``, so a deleted network finds no row and an edited one
+  fails ``verify`` (which also schedules a full reload).
 
-When the marker moved, only the rows above the mark are fetched again and applied to the
-tree (added, replaced or removed); the request's statement is re-run only if the client's
-matches changed. Rows the marker cannot see are verified instead: the lookup joins each
-network id back to ``mailaddr`` and returns its current ``email``, so a deleted network
-finds no row and an edited one fails ``verify`` (which also schedules a full reload).
+When the marker moved, only the rows above the mark are read again and applied to the tree
+(added, replaced or removed); the request's statement is re-run only if the client's
+matches changed.
 
-Not detected: an UPDATE that turns an old non-network row (below the mark) into a network,
-and an INSERT that gives an explicit id below the mark; neither iRedAdmin nor the admin tool
-does either. A full reload (``reload()``, at worker start) picks them up. A network deleted
-below the mark stays in the tree but matches nothing (the join finds no row).
+Not detected: an UPDATE that turns an old non-network row into a network, an INSERT that
+gives an explicit id below the mark, and a transaction that commits ids more than a minute
+(or 1024 ids) late; neither iRedAdmin nor the admin tool does these. A full reload (at worker
+start) picks them up. A network deleted below the mark stays in the tree but matches nothing.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+import time
+from typing import Callable, Protocol
 
 from apd.netmatch import NetworkSet, strict_network
 
-SLACK = 256
+LATE_COMMIT_SECONDS = 60.0
+MAX_WINDOW = 1024
 
 
 class MailaddrSource(Protocol):
@@ -46,12 +53,23 @@ def parse_entry(email: str) -> tuple[bytes, int] | None:
 
 
 class MailaddrNetworks:
-    def __init__(self, source: MailaddrSource, slack: int = SLACK):
+    def __init__(
+        self,
+        source: MailaddrSource,
+        late_seconds: float = LATE_COMMIT_SECONDS,
+        max_window: int = MAX_WINDOW,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self._source = source
-        self._slack = slack
+        self._late = late_seconds
+        self._max_window = max_window
+        self._clock = clock
         self._tree = NetworkSet()
         self._entries: dict[int, tuple[tuple[bytes, int], str]] = {}  # id -> (network, text)
         self._loaded = False
+        self._window: set[int] = set()  # ids of every mailaddr row above low, as last read
+        self._top = -1  # the highest id read
+        self._history: list[tuple[float, int]] = []  # (when, highest id) of each read, oldest first
         self.low = -1  # the marker covers rows with id > low
         self.marker: tuple[int, int] = (0, -1)  # expected (count, max id) above low
         self.reloads = 0  # full loads, for tests and logs
@@ -67,7 +85,7 @@ class MailaddrNetworks:
     def reload(self) -> None:
         self._tree = NetworkSet()
         self._entries = {}
-        self.low = -1
+        self.low, self._top, self._history = -1, -1, []
         self._apply(self._source.mailaddr_above(-1))
         self._loaded = True
         self.reloads += 1
@@ -94,10 +112,24 @@ class MailaddrNetworks:
             if network is not None:
                 self._tree.add_parsed(network, row_id)
                 self._entries[row_id] = (network, email)
-        top = max(seen) if seen else self.low
-        self.low = max(self.low, top - self._slack)
-        above = [i for i in seen if i > self.low]
-        self.marker = (len(above), max(above) if above else self.low)
+        self._window = seen
+        self._top = max(self._top, max(seen, default=-1))
+        self._history.append((self._clock(), self._top))
+        self.advance()
+
+    def advance(self) -> None:
+        """Raise the mark to the highest id read LATE_COMMIT_SECONDS ago (and to within
+        MAX_WINDOW ids of the highest); called before each lookup, cheap when nothing moves."""
+        cutoff = self._clock() - self._late
+        history = self._history
+        while len(history) > 1 and history[1][0] <= cutoff:
+            history.pop(0)
+        anchor = history[0][1] if history and history[0][0] <= cutoff else -1
+        low = max(self.low, anchor, self._top - self._max_window)
+        if low > self.low:
+            self.low = low
+            self._window = {i for i in self._window if i > low}
+        self.marker = (len(self._window), max(self._window) if self._window else self.low)
 
     def _drop(self, row_id: int) -> None:
         network, _ = self._entries.pop(row_id)

@@ -256,6 +256,7 @@ class AmavisdWblist(Check):
         assert networks is not None  # created with the check when there is an amavisd database
         if inbound:
             networks.ensure_loaded()
+            networks.advance()
         network_ids = networks.match(client_address) if inbound else []
 
         def run(net_ids: list[int]):

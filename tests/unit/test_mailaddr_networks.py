@@ -90,18 +90,55 @@ def test_late_commit_below_the_highest_id_is_seen(store):
     assert networks.match("12.1.1.1")
 
 
-def test_window_slides_and_keeps_the_tree(store):
-    networks = MailaddrNetworks(store.wblist, slack=4)
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_window_is_capped_and_empties_when_the_list_is_quiet(store):
+    clock = Clock()
+    networks = MailaddrNetworks(store.wblist, late_seconds=60, max_window=4, clock=clock)
     for i in range(10):
         insert(store, f"10.{i}.0.0/16")
     networks.ensure_loaded()
-    assert networks.low == 6
-    for i in range(10, 20):
-        insert(store, f"10.{i}.0.0/16")
-    networks.refresh()
-    assert networks.low == 16 and networks.size == 20
+    assert networks.low == 6 and networks.marker == (4, 10)
     assert networks.is_current(marker(store, networks))
-    assert networks.match("10.3.1.1") and networks.match("10.19.1.1")
+    clock.now += 30
+    insert(store, "10.10.0.0/16")
+    assert not networks.is_current(marker(store, networks))
+    networks.refresh()
+    assert networks.low == 7 and networks.is_current(marker(store, networks))
+    clock.now += 31  # the first read is a minute old: the mark rises to what it saw
+    networks.advance()
+    assert networks.low == 10 and networks.marker == (1, 11)
+    clock.now += 30  # the last change too: a quiet list has an empty window
+    networks.advance()
+    assert networks.low == 11 and networks.marker == (0, 11)
+    assert networks.is_current(marker(store, networks))
+    assert networks.size == 11 and networks.match("10.3.1.1") and networks.match("10.10.1.1")
+
+
+def test_late_commit_within_the_minute_is_seen(store):
+    """Transaction A took id 2 but commits after B committed id 3: the marker must still move."""
+    clock = Clock()
+    insert(store, "10.0.0.0/8", row_id=1)
+    networks = MailaddrNetworks(store.wblist, clock=clock)
+    networks.ensure_loaded()
+    clock.now += 120
+    networks.advance()
+    assert networks.marker == (0, 1)
+    insert(store, "11.0.0.0/8", row_id=3)  # B
+    assert not networks.is_current(marker(store, networks))
+    networks.refresh()
+    clock.now += 59
+    networks.advance()
+    insert(store, "12.0.0.0/8", row_id=2)  # A, late
+    assert not networks.is_current(marker(store, networks))
+    networks.refresh()
+    assert networks.match("12.1.1.1") == [2]
 
 
 def test_most_specific_network_first_and_ipv6(store):
