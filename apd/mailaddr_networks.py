@@ -26,7 +26,7 @@ matches changed.
 
 Not detected: an UPDATE that turns an old non-network row into a network, an INSERT that
 gives an explicit id below the mark, and a transaction that commits ids more than a minute
-(or 1024 ids) late; neither iRedAdmin nor the admin tool does these. A full reload (at worker
+(or 256 ids) late; neither iRedAdmin nor the admin tool does these. A full reload (at worker
 start) picks them up. A network deleted below the mark stays in the tree but matches nothing.
 """
 
@@ -38,7 +38,7 @@ from typing import Callable, Protocol
 from apd.netmatch import NetworkSet, strict_network
 
 LATE_COMMIT_SECONDS = 60.0
-MAX_WINDOW = 1024
+MAX_WINDOW = 256
 
 
 class MailaddrSource(Protocol):
