@@ -47,3 +47,30 @@ def test_hostile_values_are_stored_literally(apd_factory, server):
     assert rows[0] == tuple(HOSTILE[k] for k in ("helo_name", "client_name", "reverse_client_name", "instance"))
     assert len(rows) == 2
     assert server.query("SELECT COUNT(*) FROM greylisting", database=iredapd) == [(0,)]
+
+
+def test_one_reused_connection_per_database_per_worker(apd_factory, mariadb_server):
+    server = mariadb_server
+    server.truncate("apd")
+    apd = apd_factory(
+        plugins=["custom_is_local"],
+        CUSTOM_CHECKS_DIR=str(CUSTOM_CHECKS),
+        workers=2,
+        LOG_SMTP_SESSIONS=False,
+        **server.apd_settings("apd"),
+    )
+
+    def vmail_connections() -> set[int]:
+        return {r[0] for r in server.query("SELECT id FROM information_schema.processlist WHERE user = 'vmail'")}
+
+    def burst() -> None:
+        for _ in range(10):  # new client connections, spread over the workers
+            with apd.client() as client:
+                for _ in range(3):
+                    assert client.ask(**rcpt(recipient="user@example.com")) == "REJECT remote"
+
+    burst()
+    first = vmail_connections()
+    assert 1 <= len(first) <= 2  # at most one per worker
+    burst()
+    assert vmail_connections() == first  # the same connections, reused across requests
