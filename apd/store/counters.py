@@ -81,10 +81,11 @@ class ThrottleCounters:
         changes) when it would take cur_msgs over ``max_msgs`` in the current window; reaching
         it exactly is allowed. An expired window restarts at ``now`` with just this message."""
         params = add_params(tid, account, period, msgs, size, now, max_msgs)
-        if self.db.execute(ADD_SQL, params) == 1:
+        # '> 0', not '== 1': iRedAPD on PostgreSQL may have left duplicate (tid, account) rows
+        if self.db.execute(ADD_SQL, params) > 0:
             return True
         self.ensure_row(tid, account, period, now)
-        return self.db.execute(ADD_SQL, params) == 1
+        return self.db.execute(ADD_SQL, params) > 0
 
     def ensure_row(self, tid: int, account: str, period: int, now: int) -> None:
         """Create the (tid, account) row with zero counters unless it exists; never a duplicate."""

@@ -132,3 +132,18 @@ def test_concurrent_greylisting_tracking_is_exact(store):
     assert row["blocked_count"] == PROCESSES * PER_PROCESS
     count = store.iredapd.query_one("SELECT COUNT(*) FROM greylisting_tracking")
     assert count == (1,)
+
+
+def test_duplicate_rows_left_by_iredapd_on_postgresql_still_count(postgres_server):
+    """iRedAPD's PostgreSQL schema lets duplicate (tid, account) rows exist; apd keeps counting."""
+    postgres_server.require_schema("iredmail")
+    store = open_fresh_store("pgsql", postgres_server.settings("iredmail"), postgres_server, "iredmail")
+    tid = throttle_id(store)
+    for _ in range(2):
+        store.iredapd.execute(
+            "INSERT INTO throttle_tracking (tid, account, period, cur_msgs, init_time) VALUES (%s, %s, 3600, 1, 1000)",
+            (tid, "dup@example.com"),
+        )
+    assert store.throttle_counters.add(tid, "dup@example.com", 3600, 2, 0, now=1100, max_msgs=10)
+    assert [r.cur_msgs for r in store.throttle_counters.rows([(tid, "dup@example.com")])] == [3, 3]
+    store.close()
