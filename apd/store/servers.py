@@ -144,6 +144,11 @@ def init_database(db: Database, name: str, kind: str) -> str:
     for table in create:
         for statement in tables[table]:
             db.execute(statement)
+    seeded = 0
+    if "greylisting_whitelist_domains" in create:  # a new list gets the big senders; an existing one is left alone
+        from apd.store.greylisting_whitelists import seed_whitelist_domains
+
+        seeded = seed_whitelist_domains(db)
     kept = [t for t in tables if t in existing]
     missing = [t for t in tables if t not in existing and t not in create]
     parts = []
@@ -153,6 +158,8 @@ def init_database(db: Database, name: str, kind: str) -> str:
         parts.append(f"kept {len(kept)} existing table(s) unchanged")
     if missing:
         parts.append(f"not created (database managed by iRedMail): {', '.join(missing)}")
+    if seeded:
+        parts.append(f"greylisting_whitelist_domains: {seeded} default domains added")
     return f"{db.label}: {'; '.join(parts) or 'nothing to do'}"
 
 

@@ -246,6 +246,11 @@ def test_init_db_cli_creates_missing_tables_only(server, kind, tmp_path):
     assert any("initdb_amavisd" in line and "created 5 table(s)" in line for line in lines), lines
     assert any("initdb_iredapd" in line and "created 10 table(s)" in line and "kept 1" in line for line in lines), lines
     assert "smtp_sessions" not in next(line for line in lines if "initdb_iredapd" in line)
+    assert "default domains added" in next(line for line in lines if "initdb_iredapd" in line)
+    from apd.store.greylisting_whitelists import DEFAULT_WHITELIST_DOMAINS
+
+    seeded = server.query("SELECT domain FROM greylisting_whitelist_domains", database="initdb_iredapd")
+    assert sorted(r[0] for r in seeded) == sorted(DEFAULT_WHITELIST_DOMAINS)
     assert sorted(server.tables("initdb_iredapd")) == sorted(server.tables(server.db_name("apd", "iredapd")))
     # the existing table is untouched
     assert "note" in [c[1] for c in schema_snapshot(server, kind, "initdb_iredapd") if c[0] == "smtp_sessions"]
