@@ -73,7 +73,8 @@ class Policy:
             try:
                 result = check.check(request, ctx)
             except StoreUnavailable as exc:
-                log.warning("check %s skipped: %s", check.name, exc)
+                # the store logs each outage once; per request this is only debug detail
+                log.debug("check %s skipped: %s", check.name, exc)
                 if not self.failure_action.startswith("DUNNO"):
                     return self.failure_action, check.name
                 continue

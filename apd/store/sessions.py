@@ -33,6 +33,21 @@ COLUMNS = (
 )
 
 
+# Column widths of iRedAPD's MySQL schema (the narrowest): a longer value (an attacker-chosen
+# HELO, a long CHANGE_PASSWORD_MESSAGE) would make a strict-mode insert fail and lose the row.
+WIDTHS = {
+    "action": 20,
+    "reason": 150,
+    "instance": 40,
+    "client_address": 40,
+    "server_address": 40,
+    "encryption_protocol": 20,
+    "encryption_cipher": 50,
+    "server_port": 10,
+}
+DEFAULT_WIDTH = 255
+
+
 def should_log(state: str, action: str, settings: Any) -> bool:
     if not settings.LOG_SMTP_SESSIONS:
         return False
@@ -62,7 +77,13 @@ def session_row(attrs: Mapping[str, str], action: str, now: float) -> tuple:
         "recipient": attrs.get("recipient_without_ext", attrs.get("recipient", "")),
         "recipient_domain": attrs.get("recipient_domain", ""),
     }
-    return tuple(values[c] for c in COLUMNS)
+    return tuple(_fit(c, values[c]) for c in COLUMNS)
+
+
+def _fit(column: str, value: Any) -> Any:
+    if not isinstance(value, str) or column == "time":
+        return value
+    return value[: WIDTHS.get(column, DEFAULT_WIDTH)]
 
 
 class SessionLog:
