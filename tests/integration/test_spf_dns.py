@@ -107,7 +107,7 @@ def test_slow_records_never_exceed_the_time_budget(dns_server, budget):
     assert time.monotonic() - start < 0.2
     start = time.monotonic()
     assert not spf.is_allowed("192.0.2.91", "slowchain.spf.test")  # walks into 5 slow includes
-    assert budget - 0.1 < time.monotonic() - start < budget + 0.4
+    assert budget - 0.1 < time.monotonic() - start < budget + 0.8  # 5 slow includes would take 4 s
 
 
 def test_black_hole_nameserver_costs_at_most_the_budget(dns_server):
