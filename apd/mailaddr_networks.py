@@ -42,6 +42,8 @@ MAX_WINDOW = 256
 
 
 class MailaddrSource(Protocol):
+    def mailaddr_networks(self) -> tuple[list[tuple[int, str]], int]: ...
+
     def mailaddr_above(self, low: int) -> list[tuple[int, str]]: ...
 
 
@@ -83,10 +85,18 @@ class MailaddrNetworks:
             self.reload()
 
     def reload(self) -> None:
+        """Load every network, then read the rows near the top as a refresh would (they set
+        the window; one inserted meanwhile is among them)."""
         self._tree = NetworkSet()
         self._entries = {}
-        self.low, self._top, self._history = -1, -1, []
-        self._apply(self._source.mailaddr_above(-1))
+        rows, top = self._source.mailaddr_networks()
+        for row_id, email in rows:
+            network = parse_entry(email)
+            if network is not None:
+                self._tree.add_parsed(network, row_id)
+                self._entries[row_id] = (network, email)
+        self.low, self._top, self._history = max(-1, top - self._max_window), top, []
+        self._apply(self._source.mailaddr_above(self.low))
         self._loaded = True
         self.reloads += 1
 
