@@ -74,6 +74,24 @@ class Dialect:
         """Hook run after each (re)connect."""
 
 
+class ServerDialect(Dialect):
+    """A dialect reached over the network (MySQL/MariaDB, PostgreSQL): where and how to connect."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        user: str,
+        password: str,
+        database: str,
+        timeout: float,
+        use_ssl: bool = False,
+    ):
+        self.host, self.port, self.user, self.password, self.database = host, port, user, password, database
+        self.timeout = timeout
+        self.use_ssl = use_ssl
+
+
 @lru_cache(maxsize=1024)
 def _adapt(sql: str, placeholder: str) -> str:
     return sql if placeholder == "%s" else sql.replace("%s", placeholder)

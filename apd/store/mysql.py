@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import pymysql
 from pymysql.constants import CLIENT
 
-from apd.store.base import Dialect
+from apd.store.base import ServerDialect
 
 # Client-side error codes (CR_*) and server codes that mean "the connection is gone".
 CONNECTION_LOST = frozenset(
@@ -48,26 +48,12 @@ def unverified_tls() -> ssl.SSLContext:
     return context
 
 
-class MysqlDialect(Dialect):
+class MysqlDialect(ServerDialect):
     name = "mysql"
     case_insensitive_text = True  # utf8mb4_general_ci columns ignore case
     # MySQL has no INSERT ... RETURNING (MariaDB's cannot be relied on for MySQL servers):
     # callers read the row back in the same transaction instead.
     supports_upsert_returning = False
-
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        user: str,
-        password: str,
-        database: str,
-        timeout: float,
-        use_ssl: bool = False,
-    ):
-        self.host, self.port, self.user, self.password, self.database = host, port, user, password, database
-        self.timeout = timeout
-        self.use_ssl = use_ssl
 
     def connect(self) -> Any:
         return pymysql.connect(

@@ -17,7 +17,7 @@ import psycopg2
 import psycopg2.errors
 import psycopg2.extensions
 
-from apd.store.base import Dialect
+from apd.store.base import ServerDialect
 
 # How much longer than statement_timeout the client waits before giving up on the server.
 CLIENT_GRACE = 0.25
@@ -65,26 +65,12 @@ def wait_with_deadline(conn: Any) -> None:
         waiter.poll(None if remaining is None else max(1, int(remaining * 1000)))
 
 
-class PgsqlDialect(Dialect):
+class PgsqlDialect(ServerDialect):
     name = "pgsql"
     case_insensitive_text = False
     # Serialises writers of one key whose table may lack a unique key (iRedAPD's PostgreSQL
     # throttle_tracking has none); released at the end of the transaction.
     advisory_lock_sql = "SELECT pg_advisory_xact_lock(hashtext(%s))"
-
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        user: str,
-        password: str,
-        database: str,
-        timeout: float,
-        use_ssl: bool = False,
-    ):
-        self.host, self.port, self.user, self.password, self.database = host, port, user, password, database
-        self.timeout = timeout
-        self.use_ssl = use_ssl
 
     def connect(self) -> Any:
         if psycopg2.extensions.get_wait_callback() is not wait_with_deadline:

@@ -33,19 +33,16 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-import pytest
-
 from tests.helpers.apd_process import free_port
 from tests.helpers.child import die_with_parent
 from tests.helpers.servers import require_binary, unavailable
 from tests.helpers.shared import shared_schema
-
-PASSWORD = "Secret-pw-1"
-USERS = ("vmail", "amavisd", "iredapd")
-SCHEMAS = {"iredmail": "", "apd": "apd_"}  # schema set -> database name prefix
+from tests.helpers.sql_server import PASSWORD, SCHEMAS, USERS, SchemaSets
 
 
-class MariaDBServer:
+class MariaDBServer(SchemaSets):
+    backend = "mysql"
+
     def __init__(self, base: Path):
         self.base = Path(base)
         self.datadir = self.base / "data"
@@ -210,34 +207,6 @@ class MariaDBServer:
 
         init_server_db(self.settings("apd"))
         self.schemas.add("apd")
-
-    def require_schema(self, schema: str) -> None:
-        """Skip (also in CI: this is missing data, not a server failure) without that set."""
-        if schema not in self.schemas:
-            pytest.skip(f"schema set {schema!r} not loaded: ../shared/iredmail with the iRedMail schemas is absent")
-
-    def db_name(self, schema: str, db: str) -> str:
-        return SCHEMAS[schema] + db
-
-    def apd_settings(self, schema: str = "apd", **overrides: Any) -> dict[str, Any]:
-        values: dict[str, Any] = {"backend": "mysql"}
-        for db in USERS:
-            values.update(
-                {
-                    f"{db}_db_server": "127.0.0.1",
-                    f"{db}_db_port": self.port,
-                    f"{db}_db_name": self.db_name(schema, db),
-                    f"{db}_db_user": db,
-                    f"{db}_db_password": PASSWORD,
-                }
-            )
-        values.update(overrides)
-        return values
-
-    def settings(self, schema: str = "apd", **overrides: Any) -> Any:
-        from apd.settings import defaults
-
-        return defaults().replace(**self.apd_settings(schema, **overrides))
 
     def tables(self, database: str) -> list[str]:
         rows = self.query(

@@ -35,16 +35,12 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-import pytest
-
 from tests.helpers.apd_process import free_port
 from tests.helpers.child import die_with_parent
 from tests.helpers.servers import unavailable
 from tests.helpers.shared import shared_schema
+from tests.helpers.sql_server import PASSWORD, SCHEMAS, USERS, SchemaSets
 
-PASSWORD = "Secret-pw-1"
-USERS = ("vmail", "amavisd", "iredapd")
-SCHEMAS = {"iredmail": "", "apd": "apd_"}
 SUPERUSER = "postgres"
 
 
@@ -55,7 +51,9 @@ def pg_bindir() -> Path:
     return Path(candidates[-1]).parent
 
 
-class PostgresServer:
+class PostgresServer(SchemaSets):
+    backend = "pgsql"
+
     def __init__(self, base: Path):
         self.base = Path(base)
         self.datadir = self.base / "data"
@@ -221,34 +219,6 @@ class PostgresServer:
 
         init_server_db(self.settings("apd"))
         self.schemas.add("apd")
-
-    def require_schema(self, schema: str) -> None:
-        """Skip (also in CI: this is missing data, not a server failure) without that set."""
-        if schema not in self.schemas:
-            pytest.skip(f"schema set {schema!r} not loaded: ../shared/iredmail with the iRedMail schemas is absent")
-
-    def db_name(self, schema: str, db: str) -> str:
-        return SCHEMAS[schema] + db
-
-    def apd_settings(self, schema: str = "apd", **overrides: Any) -> dict[str, Any]:
-        values: dict[str, Any] = {"backend": "pgsql"}
-        for db in USERS:
-            values.update(
-                {
-                    f"{db}_db_server": "127.0.0.1",
-                    f"{db}_db_port": self.port,
-                    f"{db}_db_name": self.db_name(schema, db),
-                    f"{db}_db_user": db,
-                    f"{db}_db_password": PASSWORD,
-                }
-            )
-        values.update(overrides)
-        return values
-
-    def settings(self, schema: str = "apd", **overrides: Any) -> Any:
-        from apd.settings import defaults
-
-        return defaults().replace(**self.apd_settings(schema, **overrides))
 
     def tables(self, database: str) -> list[str]:
         rows = self.query(
