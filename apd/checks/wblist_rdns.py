@@ -47,8 +47,10 @@ class WblistRdns(Check):
         if rdns == "unknown" or ctx.client_trusted:
             return None
         action, matched = decide(self.store.rdns.lookup(rdns_candidates(rdns)), self.discard)
+        # iRedAPD's log lines name the client's rDNS, not the matching row (which may be a .suffix)
         if action == replies.DUNNO:
-            log.info("[%s] Reverse client hostname is whitelisted: %s.", request.client_address, matched)
+            log.info("[%s] Reverse client hostname is whitelisted: %s.", request.client_address, rdns)
         elif action:
-            log.info("[%s] Reverse client hostname is blacklisted: %s", request.client_address, matched)
+            log.info("[%s] Reverse client hostname is blacklisted: %s", request.client_address, rdns)
+        log.debug("wblist_rdns: %s matched row %r", rdns, matched)
         return action

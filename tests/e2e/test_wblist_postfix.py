@@ -33,8 +33,6 @@ def test_blacklisted_client_ip_is_rejected_by_postfix(postfix_server, postfix_ap
     code, text = direct.rcpt["user@example.com"]
     assert 500 <= code < 600 and "Blacklisted" in text, direct
 
-    # (IPv6 clients are covered against a running apd in tests/integration/test_wblist_servers.py:
-    # this Postfix listens on IPv4 only and refuses an IPv6 XCLIENT ADDR.)
     result = postfix_server.send(
         "someone@example.net", ["user@example.com", "vip@example.com"], client_address="203.0.113.77"
     )
@@ -49,3 +47,19 @@ def test_blacklisted_client_ip_is_rejected_by_postfix(postfix_server, postfix_ap
     wblist_admin(apd, "--delete-all", "--blacklist")
     again = postfix_server.send("someone@example.net", ["user@example.com"], client_address="203.0.113.77")
     assert again.rcpt["user@example.com"][0] == 250, again
+
+
+def test_blacklisted_ipv6_network_is_rejected_by_postfix(postfix_server, postfix_apd):
+    """An IPv6 client (simulated with XCLIENT ADDR=IPV6:...) inside a blacklisted IPv6 network gets the 5xx."""
+    apd = postfix_apd(plugins=["amavisd_wblist"])
+    wblist_admin(apd, "--add", "--blacklist", "2001:db8:bad::/48", "2001:db8:1::25")
+
+    inside = postfix_server.send("someone@example.net", ["user@example.com"], client_address="2001:db8:bad:1::7")
+    code, text = inside.rcpt["user@example.com"]
+    assert 500 <= code < 600 and "Blacklisted" in text, inside
+    exact = postfix_server.send("someone@example.net", ["user@example.com"], client_address="2001:db8:1::25")
+    assert 500 <= exact.rcpt["user@example.com"][0] < 600, exact
+
+    outside = postfix_server.send("someone@example.net", ["user@example.com"], client_address="2001:db8:beef::7")
+    assert outside.rcpt["user@example.com"][0] == 250, outside
+    assert "2001:db8:bad:1::7" in apd.log() and "IPV6:" not in apd.log()  # apd got the bare address

@@ -29,7 +29,8 @@ Re-pointing reloads Postfix and waits for the old smtpd processes to exit (about
   MAIL, each RCPT and DATA, and the queue id. By default the client connects from 127.0.0.2, since apd (like
   iRedAPD) always trusts 127.0.0.1. ``client_address="203.0.113.5"`` instead connects from 127.0.0.1 and sends
   XCLIENT (ADDR, plus NAME/REVERSE_NAME/HELO/LOGIN... given as keyword arguments), so a test can appear to come
-  from any IP address or host name. ``connect(...)`` gives the open ``smtplib.SMTP`` for finer control.
+  from any IPv4 or IPv6 address (an IPv6 ADDR is sent as ``IPV6:<address>``) or host name. ``connect(...)``
+  gives the open ``smtplib.SMTP`` for finer control.
 * ``queue()`` (``postqueue -j`` records), ``queue_ids()``, ``maillog()`` (Postfix's own log), ``postconf(**params)``
   (change main.cf and reload), ``use_policy(host, port)``.
 * ``apd_hostname``: the host name the apd started by ``start_apd`` sees (``socket.gethostname()`` when that is a
@@ -119,7 +120,9 @@ def main_cf(base: Path, hostnames: list[str], policy: tuple[str, int]) -> dict[s
         "alias_maps": "",
         "alias_database": "",
         "inet_interfaces": "127.0.0.1",
-        "inet_protocols": "ipv4",
+        # IPv6 address support on (Postfix turns it off itself where the kernel has none): XCLIENT refuses an
+        # IPv6 ADDR under "ipv4" ("Bad ADDR syntax"). It listens on 127.0.0.1 only all the same.
+        "inet_protocols": "all",
         "mynetworks": "127.0.0.1/32",
         "smtpd_authorized_xclient_hosts": XCLIENT_SOURCE,
         "smtpd_peername_lookup": "no",  # no reverse DNS of the client: tests never reach the system resolver
@@ -155,6 +158,14 @@ class SmtpResult:
             return None
         match = QUEUED_AS.search(self.data[1])
         return match.group(1) if match else None
+
+
+def xclient_addr(address: str) -> str:
+    """XCLIENT ADDR syntax: Postfix wants an IPv6 address as ``IPV6:2001:db8::1`` ("Bad ADDR syntax" without the
+    prefix); the policy service still gets the bare ``client_address=2001:db8::1``."""
+    if ":" in address and not address.upper().startswith("IPV6:"):
+        return "IPV6:" + address
+    return address
 
 
 def _reply(reply: tuple[int, bytes]) -> tuple[int, str]:
@@ -326,7 +337,8 @@ class PostfixServer:
         smtp = smtplib.SMTP(self.host, self.port, timeout=SMTP_TIMEOUT, source_address=(source, 0))
         smtp.ehlo(helo)
         if client_address is not None:
-            attrs = {"ADDR": client_address, "NAME": "[UNAVAILABLE]", **{k.upper(): v for k, v in xclient.items()}}
+            attrs = {"ADDR": xclient_addr(client_address), "NAME": "[UNAVAILABLE]"}
+            attrs.update({k.upper(): v for k, v in xclient.items()})
             code, text = smtp.docmd("XCLIENT", " ".join(f"{k}={v}" for k, v in attrs.items()))
             if code != 220:
                 smtp.close()

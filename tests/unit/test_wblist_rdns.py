@@ -78,3 +78,25 @@ def test_discard_setting(env):
     check = WblistRdns(settings.replace(WBLIST_DISCARD_INSTEAD_OF_REJECT=True), store)
     request = rcpt_request(reverse_client_name="a.dyn.example.net")
     assert check.check(request, RequestContext(request, store, TrustedClients([]))) == "DISCARD Policy discard"
+
+
+LOGS = [
+    ("host-1.dyn.example.net", "[198.51.100.7] Reverse client hostname is blacklisted: host-1.dyn.example.net"),
+    ("good.dyn.example.net", "[198.51.100.7] Reverse client hostname is whitelisted: good.dyn.example.net."),
+]
+
+
+@pytest.mark.parametrize("rdns,line", LOGS)
+def test_log_line_names_the_client_rdns_not_the_row(env, caplog, rdns, line):
+    settings, store = env
+    request = rcpt_request(reverse_client_name=rdns)
+    with caplog.at_level("INFO", logger="apd.checks.wblist_rdns"):
+        WblistRdns(settings, store).check(request, RequestContext(request, store, TrustedClients([])))
+    assert line in [r.getMessage() for r in caplog.records]
+
+
+def test_uppercase_rdns_from_postfix_is_lowercased():
+    from apd.protocol import RequestReader
+
+    requests = RequestReader().feed(b"request=smtpd_access_policy\nreverse_client_name=Host-1.DYN.Example.NET\n\n")
+    assert requests[0].attrs["reverse_client_name"] == "host-1.dyn.example.net"
