@@ -193,6 +193,11 @@ def run(command: Command, store) -> int:
             print(line)
     elif action in ("--whitelist-domain", "--remove-whitelist-domain"):
         domain = sender_domain(sender)
+        # iRedAPD prints the action line first, then INVALID_DOMAIN for a bad domain
+        if action == "--whitelist-domain":
+            print(f"* Whitelisting sender domain: {domain}")
+        else:
+            print(f"* Remove whitelisted sender domain: {domain}")
         if not is_domain(domain):
             print(
                 f"INVALID_DOMAIN: --from must be a sender domain, e.g. --from @example.com (got {sender})",
@@ -200,10 +205,8 @@ def run(command: Command, store) -> int:
             )
             return EXIT_ERROR
         if action == "--whitelist-domain":
-            print(f"* Whitelisting sender domain: {domain}")
             repo.add_whitelist_domain(domain)  # an existing domain is fine
         else:
-            print(f"* Remove whitelisted sender domain: {domain}")
             repo.remove_whitelist_domain(domain)
     elif action == "--list-whitelist-domains":
         for domain in repo.whitelist_domains():

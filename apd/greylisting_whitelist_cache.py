@@ -17,19 +17,23 @@ request. The cached rows a request relies on are verified in the same statement:
 looked up and the current text and account are used, so a deleted or edited row never
 whitelists. A verified row whose text changed schedules a full reload.
 
-Not detected until the next reload: an UPDATE that turns an old ordinary row (below the mark)
-into a network or a capitalised address without inserting a row. Neither iRedAdmin nor the
-tools do that.
+Not seen by the marker: an UPDATE that turns an ordinary row into a network or a capitalised
+address, or one network into another, without inserting a row (the count and the highest id do
+not move). Neither iRedAdmin nor the tools do that; for plain SQL, each table is read again in
+full at least every ``RELOAD_INTERVAL`` seconds, which bounds how long such an edit goes unseen
+(detecting it per request would mean scanning the table on every request).
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Protocol, Sequence
+from typing import Callable, Iterable, Mapping, Protocol, Sequence
 
 from apd.netmatch import NetworkSet, strict_network
 
 SLACK = 256
+RELOAD_INTERVAL = 60.0  # seconds: the longest an in-place UPDATE of a row goes unseen
 SPF, WHITELISTS = 1, 2  # the table kinds of apd/store/greylisting.py
 TABLE_KINDS = (SPF, WHITELISTS)
 
@@ -54,6 +58,7 @@ class TableCache:
     low: int = -1  # the marker covers rows with id > low
     marker: tuple[int, int] = (0, -1)  # expected (count, max id) above low
     loaded: bool = False
+    loaded_at: float = 0.0  # the caller's clock at the last full load
     stale: bool = False  # a verified row differed: reload before the next request
 
     def discard(self, row_id: int) -> None:
@@ -106,19 +111,30 @@ class TableCache:
 class WhitelistCache:
     """Both tables' special rows for one worker."""
 
-    def __init__(self, source: WhitelistSource, slack: int = SLACK):
+    def __init__(
+        self,
+        source: WhitelistSource,
+        slack: int = SLACK,
+        max_age: float = RELOAD_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self._source = source
         self._slack = slack
+        self._max_age = max_age
+        self._clock = clock
         self.tables = {kind: TableCache(slack=slack) for kind in TABLE_KINDS}
         self.reloads = 0
 
     def prepare(self) -> None:
-        """Load (or reload after a failed verification) before the request's statement."""
+        """Load (or reload after a failed verification, or when older than ``max_age``) before
+        the request's statement."""
+        now = self._clock()
         for kind, table in self.tables.items():
-            if not table.loaded or table.stale:
+            if not table.loaded or table.stale or now - table.loaded_at >= self._max_age:
                 fresh = TableCache(slack=self._slack)
                 fresh.apply(self._source.whitelist_rows_above(kind, -1))
                 fresh.loaded = True
+                fresh.loaded_at = now
                 self.tables[kind] = fresh
                 self.reloads += 1
 
