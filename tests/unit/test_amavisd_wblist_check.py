@@ -243,3 +243,105 @@ def test_sqlite_plan_probes_list_rows_by_pair(env, check):
     plan = [row[3] for row in store.amavisd.query("EXPLAIN QUERY PLAN " + lookup)]
     probes = [step for step in plan if step.startswith("SEARCH w ")]
     assert len(probes) == 2 and all("rid=? AND sid=?" in step for step in probes), plan
+
+
+# --- identities, early exits and WBLIST_BYPASS_OUTGOING_EMAIL (steps 2-4, 6.4, 7)
+
+IDENTITY_CASES = [
+    # (request attributes, expected) with '@.' blacklisting 'me@local.com' and 'friend@x.com' inbound
+    ({"sender": "friend@x.com"}, REJECT),
+    # authenticated: s is the login, so s == r exits even though the envelope sender differs
+    ({"sasl_username": "user@local.com", "sender": "friend@x.com"}, None),
+    # authenticated null sender: s is the login, so it is checked (only an empty s exits)
+    ({"sasl_username": "me@local.com", "sender": ""}, REJECT),
+    # unauthenticated null sender: never checked, not even against the client IP list
+    ({"sender": "", "client_address": "203.0.113.9"}, None),
+    # the envelope sender equals the recipient, but the login does not: checked
+    ({"sasl_username": "me@local.com", "sender": "user@local.com"}, REJECT),
+]
+
+
+@pytest.mark.parametrize("attrs,expected", IDENTITY_CASES)
+def test_identities_and_early_exits(env, check, attrs, expected):
+    _, store = env
+    store.vmail.execute("INSERT INTO domain (domain) VALUES (%s)", ("local.com",))
+    store.wblist.add("@.", ["me@local.com", "friend@x.com", "203.0.113.9"], "B", False)
+    assert ask(check, store, **attrs) == expected
+
+
+def test_bypass_outgoing_skips_only_the_outbound_lists(env):
+    settings, store = env
+    store.vmail.execute("INSERT INTO domain (domain) VALUES (%s)", ("local.com",))
+    bypass = wblist_check(settings, store, WBLIST_BYPASS_OUTGOING_EMAIL=True)
+    auth = {"sasl_username": "me@local.com", "sender": "me@local.com"}
+    store.wblist.add("me@local.com", ["@ext.com", "@local.com"], "B", True)
+    assert ask(bypass, store, recipient="x@ext.com", **auth) is None
+    # mail between local users still gets the recipient's inbound lists
+    store.wblist.add("x@local.com", ["me@local.com"], "B", False)
+    assert ask(bypass, store, recipient="x@local.com", **auth) == REJECT
+    store.wblist.add("x@local.com", ["me@local.com"], "W", False)
+    assert ask(bypass, store, recipient="x@local.com", **auth) == OK
+
+
+def test_outbound_whitelist_then_inbound_decides(env, check):
+    _, store = env
+    store.vmail.execute("INSERT INTO domain (domain) VALUES (%s)", ("local.com",))
+    auth = {"sasl_username": "me@local.com", "sender": "me@local.com", "recipient": "x@local.com"}
+    store.wblist.add("me@local.com", ["x@local.com"], "W", True)
+    assert ask(check, store, **auth).startswith("DUNNO outbound_wblist=(")
+    store.wblist.add("x@local.com", ["@local.com"], "B", False)
+    assert ask(check, store, **auth) == REJECT
+
+
+def test_outbound_blacklist_beats_an_inbound_whitelist(env, check):
+    _, store = env
+    store.vmail.execute("INSERT INTO domain (domain) VALUES (%s)", ("local.com",))
+    auth = {"sasl_username": "me@local.com", "sender": "me@local.com", "recipient": "x@local.com"}
+    store.wblist.add("x@local.com", ["me@local.com"], "W", False)
+    assert ask(check, store, **auth) == OK
+    store.wblist.add("@local.com", ["x@local.com"], "B", True)
+    assert ask(check, store, **auth) == REJECT
+
+
+WB_VALUES = [("W", OK), ("B", REJECT), ("w", None), ("b", None), ("Y", None), ("N", None), (" ", None), ("W ", None)]
+
+
+@pytest.mark.parametrize("wb,expected", WB_VALUES)
+def test_only_exact_w_and_b_are_entries(env, check, wb, expected):
+    """Rows written by hand (iRedAdmin, Amavisd's own values): only exact 'W' and 'B' count."""
+    _, store = env
+    store.wblist.add("user@local.com", ["friend@x.com"], "W", False)
+    store.amavisd.execute("UPDATE wblist SET wb = %s", (wb,))
+    assert ask(check, store) == expected
+
+
+def test_ipv6_client_gets_no_wildcard_forms_and_keeps_user_at_star(env, check):
+    _, store = env
+    store.wblist.add("@.", ["friend@*"], "B", False)
+    assert ask(check, store, client_address="2001:db8::7") == REJECT
+    store.wblist.delete_all("@.", "B", False)
+    store.wblist.add("@.", ["2001:db8::/32"], "W", False)
+    store.wblist.add("user@local.com", ["@x.com"], "B", False)
+    # the recipient's own list decides before the global network whitelist
+    assert ask(check, store, client_address="2001:db8::7") == REJECT
+    assert ask(check, store, client_address="2001:db8::7", recipient="other@local.com") == OK
+
+
+def test_login_in_an_alias_domain_uses_the_target_domain_lists(env, check):
+    _, store = env
+    db = store.vmail
+    db.execute("INSERT INTO domain (domain) VALUES (%s)", ("local.com",))
+    db.execute("INSERT INTO alias_domain (alias_domain, target_domain) VALUES (%s, %s)", ("alias.com", "local.com"))
+    store.wblist.add("me@local.com", ["@ext.com"], "B", True)
+    auth = {"sasl_username": "me@alias.com", "sender": "boss@elsewhere.org", "recipient": "x@ext.com"}
+    assert ask(check, store, **auth) == REJECT
+    assert ask(check, store, **{**auth, "sasl_username": "me@other.com"}) is None
+
+
+def test_networks_wider_than_the_first_octet_match(env, check):
+    """iRedAPD only reads networks whose text starts with the client's first octet, so 8.0.0.0/6
+    never matched 10.1.2.3; apd matches every network that contains the client (README)."""
+    _, store = env
+    store.wblist.add("@.", ["8.0.0.0/6", "2001:db8::/32"], "B", False)
+    assert ask(check, store, client_address="10.1.2.3") == REJECT
+    assert ask(check, store, client_address="12.1.2.3") is None

@@ -162,3 +162,71 @@ def test_refused_calls_write_nothing(tool, args, code, message):
     assert message in err
     for table in ("users", "mailaddr", "wblist", "outbound_wblist"):
         assert rows(tool.store, f"SELECT * FROM {table}") == []
+
+
+def test_account_and_entries_are_lowercased(tool):
+    assert tool("--account", "Me@Local.COM", "--add", "--blacklist", "Bad@EXT.com", "@.EXAMPLE.Org")[0] == 0
+    assert [text(r[0]) for r in rows(tool.store, "SELECT email FROM users")] == ["me@local.com"]
+    code, out, _ = tool("--account", "ME@local.com", "--list", "--blacklist")
+    assert code == 0
+    assert out.splitlines() == [
+        "* Establishing SQL connection.",
+        "* List all inbound blacklist for account: me@local.com",
+        "@.example.org",
+        "bad@ext.com",
+    ]
+
+
+def test_list_is_sorted_and_never_creates_the_account(tool):
+    tool("--add", "--whitelist", "z@x.com", "198.51.100.0/24", "a@x.com", "@b.com", "2001:db8::/32")
+    assert tool("--list", "--whitelist")[1].splitlines()[2:] == sorted(
+        ["z@x.com", "198.51.100.0/24", "a@x.com", "@b.com", "2001:db8::/32"]
+    )
+    code, out, _ = tool("--account", "nobody@local.com", "--list", "--whitelist")
+    assert code == 0 and out.splitlines()[-1] == "* No whitelist/blacklist."
+    assert [text(r[0]) for r in rows(tool.store, "SELECT email FROM users")] == ["@."]
+
+
+def test_delete_reports_each_address_known_to_mailaddr(tool):
+    """iRedAPD prints '- Deleted: <addr>' for every given address that exists in mailaddr, listed or not."""
+    tool("--account", "other@local.com", "--add", "--blacklist", "known@x.com")
+    tool("--account", "user@local.com", "--add", "--blacklist", "listed@x.com")
+    code, out, _ = tool(
+        "--account", "user@local.com", "--delete", "--blacklist", "listed@x.com", "known@x.com", "n@x.com"
+    )
+    assert code == 0
+    assert out.splitlines()[2:] == ["- Deleted: listed@x.com", "- Deleted: known@x.com"]
+    # the other account's entry is untouched
+    assert tool("--account", "other@local.com", "--list", "--blacklist")[1].splitlines()[2:] == ["known@x.com"]
+
+
+def test_delete_only_removes_the_chosen_colour(tool):
+    tool("--account", "user@local.com", "--add", "--whitelist", "w@x.com")
+    tool("--account", "user@local.com", "--add", "--blacklist", "b@x.com")
+    tool("--account", "user@local.com", "--delete", "--blacklist", "w@x.com")
+    tool("--account", "user@local.com", "--delete-all", "--blacklist")
+    assert tool("--account", "user@local.com", "--list", "--whitelist")[1].splitlines()[2:] == ["w@x.com"]
+    assert tool("--account", "user@local.com", "--list", "--blacklist")[1].splitlines()[2:] == [
+        "* No whitelist/blacklist."
+    ]
+
+
+def test_outbound_delete_and_delete_all(tool):
+    tool("--outbound", "--account", "me@local.com", "--add", "--blacklist", "x@ext.com", "y@ext.com")
+    tool("--account", "me@local.com", "--add", "--blacklist", "x@ext.com")  # inbound, same pair of addresses
+    code, out, _ = tool("--outbound", "--account", "me@local.com", "--delete", "--blacklist", "x@ext.com")
+    assert code == 0 and out.splitlines()[1:] == [
+        "* Delete outbound blacklist for account: me@local.com",
+        "- Deleted: x@ext.com",
+    ]
+    assert tool("--outbound", "--account", "me@local.com", "--list", "--blacklist")[1].splitlines()[2:] == ["y@ext.com"]
+    tool("--outbound", "--account", "me@local.com", "--delete-all", "--blacklist")
+    assert rows(tool.store, "SELECT * FROM outbound_wblist") == []
+    assert tool("--account", "me@local.com", "--list", "--blacklist")[1].splitlines()[2:] == ["x@ext.com"]
+
+
+def test_an_existing_mailaddr_row_keeps_its_priority(tool):
+    tool.store.amavisd.execute("INSERT INTO mailaddr (email, priority) VALUES (%s, 42)", ("@x.com",))
+    assert tool("--add", "--blacklist", "@x.com", "@y.com")[0] == 0
+    stored = {text(e): p for e, p in rows(tool.store, "SELECT email, priority FROM mailaddr")}
+    assert stored == {"@x.com": 42, "@y.com": 5}
