@@ -34,7 +34,11 @@ def expiries(now: int, senderscore_days: int, session_days: int) -> list[Expiry]
 
 
 def delete_in_batches(db: Database, expiry: Expiry, limit: int) -> Iterator[int]:
-    """Delete the expired rows ``limit`` at a time; yields the running total after each batch."""
+    """Delete the expired rows ``limit`` at a time; yields the running total after each batch.
+
+    The DELETE repeats the condition: a row the daemon renewed between the SELECT and the
+    DELETE (a passed greylisting client sending again) is no longer expired and stays.
+    """
     if limit < 1:
         raise ValueError("the batch size must be at least 1")
     select = f"SELECT {expiry.id_column} FROM {expiry.table} WHERE {expiry.where} LIMIT {int(limit)}"
@@ -43,8 +47,11 @@ def delete_in_batches(db: Database, expiry: Expiry, limit: int) -> Iterator[int]
         ids = [row[0] for row in db.query(select, expiry.params)]
         if not ids:
             return
-        db.execute(f"DELETE FROM {expiry.table} WHERE {expiry.id_column} IN ({in_list(ids)})", ids)
-        total += len(ids)
+        deleted = db.execute(
+            f"DELETE FROM {expiry.table} WHERE {expiry.id_column} IN ({in_list(ids)}) AND {expiry.where}",
+            [*ids, *expiry.params],
+        )
+        total += max(int(deleted), 0)
         yield total
 
 

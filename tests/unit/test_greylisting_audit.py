@@ -321,3 +321,41 @@ def test_admin_writes_iredapd_priorities(admin, tmp_path, sender, recipient, pri
         "SELECT account, priority, sender, sender_priority, active FROM greylisting"
     )
     assert rows.fetchall() == [(recipient, priority, sender, sender_priority, 1)]
+
+
+# --- cleanup_db (admin-tools.md §0, §4)
+
+
+class RenewAfterSelect:
+    """A real database on which another client renews rows right after cleanup's SELECT."""
+
+    def __init__(self, db, renew):
+        self.db, self.renew, self.done = db, renew, False
+
+    def query(self, sql, params=()):
+        rows = self.db.query(sql, params)
+        if not self.done and sql.startswith("SELECT id FROM greylisting_tracking"):
+            self.done = True
+            self.renew(self.db)
+        return rows
+
+    def execute(self, sql, params=()):
+        return self.db.execute(sql, params)
+
+    def query_one(self, sql, params=()):
+        return self.db.query_one(sql, params)
+
+
+def test_cleanup_keeps_a_row_renewed_between_select_and_delete(env):
+    from admin import cleanup_db
+
+    e = env()
+    insert_row(e, "a@x.org", CLIENT, T0 - 10, 1)
+    insert_row(e, "b@x.org", CLIENT, T0 - 10, 0)
+    renew = "UPDATE greylisting_tracking SET record_expired = %s WHERE client_address = %s AND passed = 1"
+    db = RenewAfterSelect(e.db, lambda db: db.execute(renew, (T0 + AUTH, CLIENT)))
+    lines: list[str] = []
+    cleanup_db.cleanup(db, e.settings, T0, lines.append)
+    assert "* greylisting_tracking: 1 records removed." in lines
+    assert "* greylisting_tracking: 1 left." in lines
+    assert tracking(e) == [("a@x.org", RCPT, T0 + AUTH, 1)]
