@@ -27,7 +27,10 @@ matches changed.
 Not detected: an UPDATE that turns an old non-network row into a network, an INSERT that
 gives an explicit id below the mark, and a transaction that commits ids more than a minute
 (or 256 ids) late; neither iRedAdmin nor the admin tool does these. A full reload (at worker
-start) picks them up. A network deleted below the mark stays in the tree but matches nothing.
+start) picks them up. Half detected: an UPDATE of an old network row to another network; the
+new network matches once a client of the old one has asked (``verify`` fails and the tree is
+reloaded), or after a reload. A network deleted below the mark stays in the tree but matches
+nothing.
 """
 
 from __future__ import annotations

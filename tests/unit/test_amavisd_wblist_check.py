@@ -345,3 +345,15 @@ def test_networks_wider_than_the_first_octet_match(env, check):
     store.wblist.add("@.", ["8.0.0.0/6", "2001:db8::/32"], "B", False)
     assert ask(check, store, client_address="10.1.2.3") == REJECT
     assert ask(check, store, client_address="12.1.2.3") is None
+
+
+def test_no_amavisd_database_logs_an_error_and_answers_dunno(env, caplog):
+    """Step 1: without an amavisd database the check logs an error and has no opinion."""
+    from apd.store import Store
+
+    settings, store = env
+    bare = Store(store.vmail, None, store.iredapd, store.accounts)
+    check = wblist_check(settings, bare)
+    with caplog.at_level("ERROR", logger="apd.checks.amavisd_wblist"):
+        assert ask(check, bare) is None
+    assert any("no amavisd database" in r.getMessage() for r in caplog.records)
