@@ -63,3 +63,25 @@ def test_blacklisted_ipv6_network_is_rejected_by_postfix(postfix_server, postfix
     outside = postfix_server.send("someone@example.net", ["user@example.com"], client_address="2001:db8:beef::7")
     assert outside.rcpt["user@example.com"][0] == 250, outside
     assert "2001:db8:bad:1::7" in apd.log() and "IPV6:" not in apd.log()  # apd got the bare address
+
+
+def test_blacklisted_reverse_name_is_rejected_by_postfix(postfix_server, postfix_apd):
+    """wblist_rdns: Postfix's reverse_client_name (set with XCLIENT REVERSE_NAME, any case) against wblist_rdns."""
+    import sqlite3
+
+    apd = postfix_apd(plugins=["wblist_rdns"])
+    with sqlite3.connect(apd.settings["sqlite_db_path"]) as db:
+        db.executemany(
+            "INSERT INTO wblist_rdns (rdns, wb) VALUES (?, ?)", [(".dyn.example.net", "B"), ("ok.dyn.example.net", "W")]
+        )
+
+    def rcpt_reply(reverse_name: str) -> tuple[int, str]:
+        result = postfix_server.send(
+            "someone@example.org", ["user@example.com"], client_address="198.51.100.9", reverse_name=reverse_name
+        )
+        return result.rcpt["user@example.com"]
+
+    code, text = rcpt_reply("Host-1.DYN.Example.NET")
+    assert 500 <= code < 600 and "Blacklisted" in text, (code, text)
+    assert rcpt_reply("ok.dyn.example.net")[0] == 250  # whitelisted: DUNNO, the rest of Postfix's rules accept
+    assert rcpt_reply("mail.example.org")[0] == 250
