@@ -94,7 +94,7 @@ def resolve_paths(settings: Any) -> Any:
     if settings.backend == "sqlite" and not settings.sqlite_db_path:
         from apd.store import sqlite
 
-        return settings.replace(sqlite_db_path=sqlite.default_path())
+        return settings.replace(sqlite_db_path=sqlite.default_path(settings.run_as_user))
     return settings
 
 

@@ -48,11 +48,26 @@ class SqliteDialect(Dialect):
         return "BEGIN IMMEDIATE"  # take the write lock up front: read-modify-write stays exact
 
 
-def default_path() -> str:
-    if os.geteuid() == 0:
-        return "/var/lib/apd/apd.sqlite3"
+SYSTEM_PATH = "/var/lib/apd/apd.sqlite3"
+
+
+def default_path(run_as_user: str | None = None) -> str:
+    """The system database for root and for the daemon's own account (``run_as_user``: the admin
+    tools' systemd timers and cron jobs run as that account and must use the daemon's file),
+    else a per-user state file."""
+    if os.geteuid() == 0 or (run_as_user and _user_name() == run_as_user):
+        return SYSTEM_PATH
     state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
     return os.path.join(state, "apd", "apd.sqlite3")
+
+
+def _user_name() -> str | None:
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return None
 
 
 def ddl() -> str:

@@ -359,3 +359,24 @@ def test_cleanup_keeps_a_row_renewed_between_select_and_delete(env):
     assert "* greylisting_tracking: 1 records removed." in lines
     assert "* greylisting_tracking: 1 left." in lines
     assert tracking(e) == [("a@x.org", RCPT, T0 + AUTH, 1)]
+
+
+@pytest.mark.parametrize(
+    "euid, user, expected_system",
+    [
+        (0, "root", True),  # the daemon resolves its path as root, before dropping privileges
+        (999, "apd", True),  # the timers and cron jobs run as run_as_user: the same file
+        (1000, "alice", False),  # anyone else: a per-user state file
+    ],
+)
+def test_tools_run_as_the_daemons_account_use_the_daemons_sqlite_file(monkeypatch, euid, user, expected_system):
+    from apd.store import resolve_paths
+    from apd.store import sqlite as sqlite_store
+
+    monkeypatch.setattr(sqlite_store.os, "geteuid", lambda: euid)
+    monkeypatch.setattr(sqlite_store, "_user_name", lambda: user)
+    monkeypatch.setenv("XDG_STATE_HOME", "/tmp/state")
+    settings = resolve_paths(settings_module.defaults().replace(backend="sqlite", run_as_user="apd"))
+    assert (settings.sqlite_db_path == sqlite_store.SYSTEM_PATH) is expected_system
+    if not expected_system:
+        assert settings.sqlite_db_path == "/tmp/state/apd/apd.sqlite3"
