@@ -230,3 +230,17 @@ def test_an_existing_mailaddr_row_keeps_its_priority(tool):
     assert tool("--add", "--blacklist", "@x.com", "@y.com")[0] == 0
     stored = {text(e): p for e, p in rows(tool.store, "SELECT email, priority FROM mailaddr")}
     assert stored == {"@x.com": 42, "@y.com": 5}
+
+
+def test_settings_file_from_apd_settings(tmp_path, capsys, monkeypatch):
+    """Without -c the tool reads the daemon's settings file named by $APD_SETTINGS."""
+    db_path = tmp_path / "env.sqlite3"
+    config = tmp_path / "settings.py"
+    config.write_text(f"backend = 'sqlite'\nsqlite_db_path = {str(db_path)!r}\n")
+    monkeypatch.setenv("APD_SETTINGS", str(config))
+    assert main(["--add", "--blacklist", "192.0.2.1"]) == 0
+    _, store = sqlite_store(db_path)
+    try:
+        assert store.wblist.entries("@.", "B", False) == ["192.0.2.1"]
+    finally:
+        store.close()
