@@ -357,3 +357,24 @@ def test_no_amavisd_database_logs_an_error_and_answers_dunno(env, caplog):
     with caplog.at_level("ERROR", logger="apd.checks.amavisd_wblist"):
         assert ask(check, bare) is None
     assert any("no amavisd database" in r.getMessage() for r in caplog.records)
+
+
+ACCOUNT_FORMS = [
+    # (account owning the blacklist of @x.com, recipient, expected)
+    ("user@local.com", "user@local.com", REJECT),
+    ("user@local.com", "user+tag@local.com", REJECT),  # R is the recipient without extension
+    ("user@local.com", "other@local.com", None),
+    ("@local.com", "other@local.com", REJECT),
+    ("@local.com", "other@sub.local.com", None),
+    ("@.local.com", "other@sub.local.com", REJECT),
+    ("@.local.com", "other@local.com", REJECT),
+    ("@.com", "other@elsewhere.com", REJECT),
+    ("@.", "anyone@anywhere.org", REJECT),
+]
+
+
+@pytest.mark.parametrize("account,recipient,expected", ACCOUNT_FORMS)
+def test_recipient_account_forms(env, check, account, recipient, expected):
+    _, store = env
+    store.wblist.add(account, ["@x.com"], "B", False)
+    assert ask(check, store, recipient=recipient) == expected
