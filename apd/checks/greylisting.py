@@ -148,8 +148,10 @@ def next_state(row: dict | None, now: int, timing: Timing) -> tuple[dict, bool]:
         "blocked_count": 1,
         "passed": 0,
     }
-    if row is None or now > row["record_expired"]:
+    if row is None:
         return fresh, True
+    if now > row["record_expired"]:
+        return dict(fresh, passed=row["passed"]), True  # passed is not reset (schemas.md §1.12)
     if now < row["block_expired"]:
         return dict(row, blocked_count=row["blocked_count"] + 1), True
     return dict(row, passed=1, record_expired=t.auth_expired), False

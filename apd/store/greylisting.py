@@ -60,13 +60,13 @@ TRACKING_COLUMNS = (
 # MySQL evaluates the assignments left to right and later ones see earlier results, so the
 # two columns every condition reads (block_expired, record_expired) are assigned last, and the
 # 'too soon' test in the last line only runs when block_expired was left unchanged.
-# A reset also clears ``passed`` (iRedAPD keeps it; a passed row never reaches a reset unless
-# two requests race), so ``passed = 1`` after the statement means exactly "this retry passed".
+# A reset keeps ``passed`` (schemas.md §1.12 step 6), so which branch ran is read from the row
+# the statement leaves (``greylisted_after``), not from ``passed`` alone.
 TRACKING_UPDATE = (
     "blocked_count = CASE WHEN excluded.init_time > greylisting_tracking.record_expired THEN 1"
     " WHEN excluded.init_time < greylisting_tracking.block_expired THEN greylisting_tracking.blocked_count + 1 ELSE greylisting_tracking.blocked_count END, "
     "init_time = CASE WHEN excluded.init_time > greylisting_tracking.record_expired THEN excluded.init_time ELSE greylisting_tracking.init_time END, "
-    "passed = CASE WHEN excluded.init_time > greylisting_tracking.record_expired THEN 0"
+    "passed = CASE WHEN excluded.init_time > greylisting_tracking.record_expired THEN greylisting_tracking.passed"
     " WHEN excluded.init_time < greylisting_tracking.block_expired THEN greylisting_tracking.passed ELSE 1 END, "
     "block_expired = CASE WHEN excluded.init_time > greylisting_tracking.record_expired THEN excluded.block_expired"
     " ELSE greylisting_tracking.block_expired END, "
@@ -74,6 +74,8 @@ TRACKING_UPDATE = (
     " WHEN excluded.init_time < greylisting_tracking.block_expired THEN greylisting_tracking.record_expired ELSE %s END"
 )
 TRACKING_KEY = ("sender", "recipient", "client_address")
+# What ``track()`` reads back to tell the branches apart.
+TRACKING_RESULT = "passed, blocked_count, init_time, block_expired, record_expired"
 
 
 @dataclass(frozen=True)
@@ -99,10 +101,30 @@ class Facts:
 
 @dataclass(frozen=True)
 class Tracked:
-    """The triplet row after ``track()``."""
+    """The outcome of ``track()``: did this attempt pass, and the row's blocked_count."""
 
     passed: bool
     blocked_count: int
+
+
+def greylisted_after(row: Sequence[Any], times: "Times") -> bool:
+    """Which branch the tracking statement took, from the row it left (TRACKING_RESULT order).
+
+    Pass: ``passed = 1`` and ``block_expired <= now`` (it is never moved by a pass). A new,
+    reset or too-soon triplet has ``block_expired > now``, or, with a block time of 0, was just
+    (re)initialised: ``init_time = now``, ``blocked_count = 1`` and the unauthenticated
+    ``record_expired`` (when that equals the authenticated one the two cannot be told apart and
+    the row counts as passed, as a same-second retry of a 0-minute block would).
+    """
+    passed, blocked_count, init_time, block_expired, record_expired = (int(v or 0) for v in row)
+    if passed != 1 or block_expired > times.now:
+        return True
+    return (
+        init_time == times.now
+        and blocked_count == 1
+        and record_expired == times.unauth_expired
+        and record_expired != times.auth_expired
+    )
 
 
 @dataclass(frozen=True)
@@ -223,18 +245,18 @@ class GreylistingStore:
         upsert = dialect.upsert("greylisting_tracking", TRACKING_COLUMNS, TRACKING_KEY, TRACKING_UPDATE)
         params = [*values, times.auth_expired]
         if getattr(dialect, "supports_upsert_returning", True):
-            row = self.db.query_one(upsert + " RETURNING passed, blocked_count", params)
+            row = self.db.query_one(f"{upsert} RETURNING {TRACKING_RESULT}", params)
         else:
             with self.db.transaction():
                 self.db.execute(upsert, params)
                 row = self.db.query_one(
-                    "SELECT passed, blocked_count FROM greylisting_tracking"
+                    f"SELECT {TRACKING_RESULT} FROM greylisting_tracking"
                     " WHERE sender = %s AND recipient = %s AND client_address = %s",
                     [sender, recipient, client_key],
                 )
         if row is None:  # cannot happen: the statement leaves the row in place
             return Tracked(False, 1)
-        return Tracked(int(row[0]) == 1, int(row[1]))
+        return Tracked(not greylisted_after(row, times), int(row[1] or 0))
 
     def forget_unpassed(self, client_key: str) -> int:
         """After a pass: the client's other unpassed triplets are no longer needed."""

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from apd import settings as settings_module
-from apd.checks.greylisting import Greylisting
+from apd.checks.greylisting import Greylisting, Timing, next_state
 from apd.store import open_store, sqlite
+from apd.store.greylisting import TRACKING_COLUMNS, Times, greylisted_after
 from tests.unit.test_greylisting_check import CLIENT, GREY, RCPT, SENDER, T0, Env, FakeSpf
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -380,3 +381,73 @@ def test_tools_run_as_the_daemons_account_use_the_daemons_sqlite_file(monkeypatc
     assert (settings.sqlite_db_path == sqlite_store.SYSTEM_PATH) is expected_system
     if not expected_system:
         assert settings.sqlite_db_path == "/tmp/state/apd/apd.sqlite3"
+
+
+# --- tracking branches: the statement's outcome read back from the row it leaves
+
+
+def result_row(passed, count, init, block, record):
+    return (passed, count, init, block, record)
+
+
+TIMES = Times(T0, T0 + 900, T0 + 86400, T0 + AUTH)
+TIMES_NO_BLOCK = Times(T0, T0, T0 + 86400, T0 + AUTH)
+TIMES_NO_BLOCK_SAME_EXPIRY = Times(T0, T0, T0 + AUTH, T0 + AUTH)
+
+
+@pytest.mark.parametrize(
+    "row, times, greylisted",
+    [
+        (result_row(0, 1, T0, T0 + 900, T0 + 86400), TIMES, True),  # new
+        (result_row(0, 4, T0 - 60, T0 + 840, T0 + 86340), TIMES, True),  # too soon
+        (result_row(1, 4, T0 - 900, T0, T0 + AUTH), TIMES, False),  # pass at block_expired
+        (result_row(1, 1, T0, T0 + 900, T0 + 86400), TIMES, True),  # reset of a passed row: passed kept
+        (result_row(1, 5, T0 - 60, T0 + 840, T0 + 86340), TIMES, True),  # too soon on a passed row (race)
+        (result_row(0, 1, T0, T0, T0 + 86400), TIMES_NO_BLOCK, True),  # new, block time 0
+        (result_row(1, 1, T0, T0, T0 + 86400), TIMES_NO_BLOCK, True),  # reset of a passed row, block time 0
+        (result_row(1, 1, T0, T0, T0 + AUTH), TIMES_NO_BLOCK, False),  # same-second retry passes
+        (result_row(1, 1, T0, T0, T0 + AUTH), TIMES_NO_BLOCK_SAME_EXPIRY, False),  # ambiguous: passed
+    ],
+)
+def test_greylisted_after(row, times, greylisted):
+    assert greylisted_after(row, times) is greylisted
+
+
+@pytest.mark.parametrize(
+    "stored, now",
+    [
+        (None, T0),
+        ({"init_time": T0, "block_expired": T0, "record_expired": T0 + 86400, "blocked_count": 1, "passed": 0}, T0),
+        (
+            {"init_time": T0, "block_expired": T0, "record_expired": T0 + 86400, "blocked_count": 3, "passed": 1},
+            T0 + 86401,
+        ),
+        (
+            {"init_time": T0, "block_expired": T0, "record_expired": T0 + 86400, "blocked_count": 3, "passed": 0},
+            T0 + 86401,
+        ),
+    ],
+)
+def test_tracking_statement_matches_next_state_with_no_block_time(env, stored, now):
+    e = env()
+    timing = Timing(0, 30, 1)
+    if stored:
+        e.sql(
+            f"INSERT INTO greylisting_tracking ({', '.join(TRACKING_COLUMNS)}) VALUES ({', '.join(['%s'] * 10)})",
+            (SENDER, RCPT, CLIENT, "example.net", "example.com", *(stored[k] for k in TRACKING_COLUMNS[5:])),
+        )
+    expected, greylisted = next_state(stored, now, timing)
+    tracked = e.store.greylisting.track(SENDER, RCPT, CLIENT, "example.net", "example.com", timing.times(now))
+    assert tracked.passed is (not greylisted)
+    row = e.row()
+    assert {k: row[k] for k in expected} == expected
+
+
+def test_expired_passed_triplet_keeps_passed_through_the_check(env):
+    """Reachable only by a race in practice; the row's columns follow schemas.md §1.12 step 6."""
+    e = env()
+    e.setting("@.", "@.")
+    insert_row(e, SENDER, CLIENT, T0 - 5, 1)
+    tracked = e.store.greylisting.track(SENDER, RCPT, CLIENT, "example.net", "example.com", Timing(15, 30, 1).times(T0))
+    assert tracked.passed is False
+    assert e.row()["passed"] == 1 and e.row()["blocked_count"] == 1 and e.row()["init_time"] == T0

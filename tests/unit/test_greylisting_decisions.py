@@ -229,6 +229,13 @@ STATE_CASES = [
         row(T0 + 86401, T0 + 86401 + 900, T0 + 86401 + 86400),
         True,
     ),
+    (
+        "expired triplet keeps passed (schemas.md §1.12 step 6)",
+        row(T0, T0 + 900, T0 + 86400, 7, 1),
+        T0 + 86401,
+        row(T0 + 86401, T0 + 86401 + 900, T0 + 86401 + 86400, 1, 1),
+        True,
+    ),
 ]
 
 
