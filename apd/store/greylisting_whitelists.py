@@ -100,7 +100,7 @@ class GreylistingWhitelists:
 
     def replace_spf_senders(self, domain: str, senders: Sequence[str]) -> None:
         """Swap the domain's AUTO-UPDATE rows for ``senders`` in one transaction, then forget
-        the greylisting tracking of those clients (exact ``client_address`` match).
+        the greylisting tracking of those clients and networks (exact ``client_address`` match).
 
         A sender already stored (under any comment) keeps its row, as in iRedAPD. The rows
         releases up to iRedAPD 2.0 wrote into ``greylisting_whitelists`` go as well.
@@ -112,7 +112,8 @@ class GreylistingWhitelists:
             self.db.execute("DELETE FROM greylisting_whitelists WHERE comment = %s", (comment,))
             if senders:
                 self.db.execute_many(insert, [(ANYONE, sender, comment) for sender in senders])
-        clients = [s for s in senders if not s.startswith("@") and "/" not in s]
+        # exact client_address, networks included (rows tracked per network match them)
+        clients = [s for s in senders if not s.startswith("@")]
         for start in range(0, len(clients), 500):
             batch = clients[start : start + 500]
             self.db.execute(f"DELETE FROM greylisting_tracking WHERE client_address IN ({in_list(batch)})", batch)

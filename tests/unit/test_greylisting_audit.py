@@ -451,3 +451,34 @@ def test_expired_passed_triplet_keeps_passed_through_the_check(env):
     tracked = e.store.greylisting.track(SENDER, RCPT, CLIENT, "example.net", "example.com", Timing(15, 30, 1).times(T0))
     assert tracked.passed is False
     assert e.row()["passed"] == 1 and e.row()["blocked_count"] == 1 and e.row()["init_time"] == T0
+
+
+# --- spf_to_greylist_whitelists row handling (admin-tools.md §3 step 7)
+
+
+def test_replace_spf_senders_row_handling(env):
+    e = env()
+    spf = "greylisting_whitelist_domain_spf"
+    e.whitelist("192.0.2.1", "@.", spf)  # stored before, under another comment: kept as it is
+    e.sql(f"INSERT INTO {spf} (account, sender, comment) VALUES ('@.', '203.0.113.9', 'AUTO-UPDATE: d.test')")
+    e.sql(f"INSERT INTO {spf} (account, sender, comment) VALUES ('@.', '203.0.113.8', 'AUTO-UPDATE: other.test')")
+    e.sql(
+        "INSERT INTO greylisting_whitelists (account, sender, comment) VALUES ('@.', '1.2.3.4', 'AUTO-UPDATE: d.test')"
+    )
+    for client in ("192.0.2.1", "192.0.2.2", "192.0.2.0/24", "198.51.100.7"):
+        insert_row(e, "s@x.org", client, T0, 0)
+    e.store.greylisting_whitelists.replace_spf_senders("d.test", ["192.0.2.1", "192.0.2.2", "192.0.2.0/24", "@d.test"])
+    rows = sorted(e.db.query(f"SELECT account, sender, comment FROM {spf}"))
+    assert rows == [
+        ("@.", "192.0.2.0/24", "AUTO-UPDATE: d.test"),
+        ("@.", "192.0.2.1", ""),
+        ("@.", "192.0.2.2", "AUTO-UPDATE: d.test"),
+        ("@.", "203.0.113.8", "AUTO-UPDATE: other.test"),
+        ("@.", "@d.test", "AUTO-UPDATE: d.test"),
+    ]
+    assert e.db.query("SELECT COUNT(*) FROM greylisting_whitelists") == [(0,)]  # pre-2.1 rows of the domain
+    # tracking of each listed IP or network goes (exact client_address, as iRedAPD)
+    left = sorted(r[0] for r in e.db.query("SELECT client_address FROM greylisting_tracking"))
+    assert left == ["198.51.100.7"]
+    e.store.greylisting_whitelists.replace_spf_senders("d.test", [])  # an empty result: the rows go
+    assert sorted(r[0] for r in e.db.query(f"SELECT sender FROM {spf}")) == ["192.0.2.1", "203.0.113.8"]
