@@ -482,3 +482,29 @@ def test_replace_spf_senders_row_handling(env):
     assert left == ["198.51.100.7"]
     e.store.greylisting_whitelists.replace_spf_senders("d.test", [])  # an empty result: the rows go
     assert sorted(r[0] for r in e.db.query(f"SELECT sender FROM {spf}")) == ["192.0.2.1", "203.0.113.8"]
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [],  # no setting: greylisting is off
+        [("@.", "@.", 0, 0, 0)],  # disabled
+        [("@.", "@other.net", 1, 0, 60)],  # no row matches the sender
+    ],
+)
+def test_spf_is_not_consulted_unless_greylisting_applies(env, rows):
+    """Step 6 before step 7: no DNS lookups for mail that is not greylisted anyway."""
+    e = env(GREYLISTING_BYPASS_SPF=True)
+    for account, sender, active, priority, sender_priority in rows:
+        e.setting(account, sender, active, priority, sender_priority)
+    assert e.ask(T0) is None
+    assert e.check._spf.asked == []
+    assert e.rows() == []
+
+
+def test_default_whitelist_domains_include_the_ones_the_spec_names():
+    from apd.store.greylisting_whitelists import DEFAULT_WHITELIST_DOMAINS
+
+    named = {"amazon.com", "aol.com", "google.com", "microsoft.com", "outlook.com", "yahoo.com"}
+    assert named <= set(DEFAULT_WHITELIST_DOMAINS)
+    assert len(DEFAULT_WHITELIST_DOMAINS) >= 45
