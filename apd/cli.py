@@ -12,6 +12,7 @@ from typing import Any
 from apd import __version__
 from apd import checks as check_registry
 from apd import settings as settings_module
+from apd.decision_log import StderrHandler, SyslogHandler
 from apd.store import resolve_paths
 
 log = logging.getLogger("apd")
@@ -50,22 +51,15 @@ def setup_logging(settings: Any, target: str) -> None:
             address = (settings.SYSLOG_SERVER, settings.SYSLOG_PORT)
         facility = FACILITIES.get(settings.SYSLOG_FACILITY.lower(), FACILITIES["local5"])
         try:
-            handler: logging.Handler = logging.handlers.SysLogHandler(address=address, facility=facility)
-            handler.setFormatter(logging.Formatter("apd[%(process)d]: %(message)s"))
+            handler: logging.Handler = SyslogHandler(address, facility)
         except OSError as exc:
             print(f"apd: cannot reach syslog at {address}: {exc}; logging to stderr", file=sys.stderr)
-            handler = _stderr_handler()
+            handler = StderrHandler()
     else:
-        handler = _stderr_handler()
+        handler = StderrHandler()
     root.addHandler(handler)
     root.setLevel(settings.log_level.upper())
     root.propagate = False
-
-
-def _stderr_handler() -> logging.Handler:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    return handler
 
 
 def main(argv: list[str] | None = None) -> int:

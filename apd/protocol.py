@@ -16,6 +16,12 @@ KNOWN_ATTRIBUTES = frozenset(
 )
 LOWERCASED = ("sender", "recipient", "sasl_username", "reverse_client_name")
 ADDRESS_FIELDS = ("sender", "recipient", "sasl_username")
+# (field, its domain key, its key without the address extension or None)
+_DERIVED_KEYS = (
+    ("sender", "sender_domain", "sender_without_ext"),
+    ("recipient", "recipient_domain", "recipient_without_ext"),
+    ("sasl_username", "sasl_username_domain", None),
+)
 
 MAX_LINE_BYTES = 4096
 MAX_ATTRIBUTES = 100
@@ -36,22 +42,21 @@ class PolicyRequest:
     @classmethod
     def build(cls, raw: dict[str, str], delimiters: tuple[str, ...] = ("+",)) -> "PolicyRequest":
         attrs = dict(raw)
-        invalid = None
-        for name in ADDRESS_FIELDS:
+        invalid = []
+        for name, domain_key, without_ext_key in _DERIVED_KEYS:
             value = attrs.get(name)
             if value is None:
                 continue
-            attrs[name + "_domain"] = domain_of(value) if value else ""
-            if name != "sasl_username":
+            attrs[domain_key] = domain_of(value) if value else ""
+            if without_ext_key:
                 # strip_extension only changes an address holding a delimiter: skip its email test otherwise
-                has_delimiter = any(d and d in value for d in delimiters)
-                attrs[name + "_without_ext"] = strip_extension(value, delimiters) if has_delimiter else value
-        for name in (n for n in raw if n in ADDRESS_FIELDS):  # first invalid field in line order
-            value = attrs[name]
+                attrs[without_ext_key] = strip_extension(value, delimiters) if _holds_any(value, delimiters) else value
             if value and not is_email(value):
-                invalid = f"DUNNO Error: Invalid {name} address: {value}"
-                break
-        return cls(attrs, invalid)
+                invalid.append(name)
+        if not invalid:
+            return cls(attrs)
+        first = next(name for name in raw if name in invalid)  # the first invalid field in line order
+        return cls(attrs, f"DUNNO Error: Invalid {first} address: {attrs[first]}")
 
     def get(self, name: str, default: str = "") -> str:
         return self.attrs.get(name, default)
@@ -131,57 +136,66 @@ class RequestReader:
     def feed(self, data: bytes) -> list[PolicyRequest]:
         if self.error is not None:
             raise self.error
-        self._buffer += data
+        buffer = self._buffer
+        buffer += data
         done: list[PolicyRequest] = []
         start = 0
         try:
-            while True:
+            while start < len(buffer):
                 if not self._lines:  # at a request boundary: try the whole request in one go
-                    end = self._buffer.find(b"\n\n", start)
+                    end = buffer.find(b"\n\n", start)
                     if start < end <= start + self.max_line:
-                        request = self._take_block(bytes(self._buffer[start:end]))
+                        request = self._take_block(buffer[start:end])
                         if request is not None:
                             done.append(request)
                             start = end + 2
                             continue
-                end = self._buffer.find(b"\n", start)
+                end = buffer.find(b"\n", start)
                 if end < 0:
                     break
-                line = bytes(self._buffer[start:end])
+                line = bytes(buffer[start:end])
                 start = end + 1
                 request = self._take_line(line)
                 if request is not None:
                     done.append(request)
             # An unfinished line may hold one byte more than the bound: its CR.
-            if len(self._buffer) - start > self.max_line + 1:
+            if len(buffer) - start > self.max_line + 1:
                 raise ProtocolError(f"line longer than {self.max_line} bytes")
         except ProtocolError as exc:
             self.error = exc
-            self._buffer.clear()
+            buffer.clear()
             return done
-        del self._buffer[:start]
+        del buffer[:start]
         return done
 
-    def _take_block(self, block: bytes) -> PolicyRequest | None:
+    def _take_block(self, block: bytearray) -> PolicyRequest | None:
         """Fast path: a complete request that cannot breach a bound, split once instead of line by line.
 
         None (the line-by-line path takes over) for anything unusual: an empty request first,
-        CR line ends, or too many lines. Decoding the block at once gives the same text as
-        decoding each line, since a newline is never part of a UTF-8 sequence.
+        CR line ends, too many lines, a line without '=' or a repeated name. Decoding the block
+        at once gives the same text as decoding each line, since a newline is never part of a
+        UTF-8 sequence.
         """
-        if block[0] == 10 or b"\r" in block or block.count(b"\n") >= self.max_attributes:
+        if block[0] == 10 or len(block) >= self.max_request:
             return None
-        if len(block) >= self.max_request:
+        text = block.decode("utf-8", "replace")
+        if "\r" in text:
             return None
-        attrs: dict[str, str] = {}
-        for line in block.decode("utf-8", "replace").split("\n"):
-            name, sep, value = line.partition("=")
-            if sep and name in KNOWN_ATTRIBUTES:
-                if name in LOWERCASED:
-                    value = value.lower()
-                if name in attrs:
-                    del attrs[name]  # keep line order of the last occurrence
-                attrs[name] = value
+        lines = text.split("\n")
+        if len(lines) > self.max_attributes:
+            return None
+        try:
+            attrs = dict([line.split("=", 1) for line in lines])
+        except ValueError:  # a line without '=' (the line path drops it)
+            return None
+        if len(attrs) < len(lines):
+            return None  # a repeated name: the line path keeps it where it last occurs
+        if not attrs.keys() <= KNOWN_ATTRIBUTES:
+            for name in attrs.keys() - KNOWN_ATTRIBUTES:
+                del attrs[name]
+        for name in LOWERCASED:
+            if name in attrs:
+                attrs[name] = attrs[name].lower()
         return PolicyRequest.build(attrs, self.delimiters)
 
     def _take_line(self, line: bytes) -> PolicyRequest | None:
@@ -207,6 +221,13 @@ class RequestReader:
         self._current.pop(name, None)  # keep line order of the last occurrence
         self._current[name] = value
         return None
+
+
+def _holds_any(value: str, delimiters: tuple[str, ...]) -> bool:
+    for delimiter in delimiters:
+        if delimiter and delimiter in value:
+            return True
+    return False
 
 
 def lacks_protocol_state(request: PolicyRequest) -> bool:

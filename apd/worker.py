@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from apd import checks as check_registry
+from apd.decision_log import DecisionWriter, decision_writer
 from apd.policy import Policy, describe
 from apd.protocol import PolicyRequest, RequestReader, lacks_protocol_state
 from apd.server import IDLE_TIMEOUT, Connection
@@ -46,6 +47,7 @@ class Worker:
         self.parent = os.getppid()
         self.selector = selectors.DefaultSelector()
         self.connections: dict[int, Connection] = {}
+        self.decisions: DecisionWriter | None = None  # the INFO line per decision, see apd/decision_log.py
 
     def run(self) -> int:
         wake_r, wake_w = socket.socketpair()
@@ -60,6 +62,7 @@ class Worker:
         store = open_store(self.settings)
         checks = check_registry.instantiate(self.planned, self.settings, store)
         self.policy = Policy(checks, self.settings, store)
+        self.decisions = decision_writer(log)
         self.selector.register(wake_r, selectors.EVENT_READ, "wake")
         for listener in self.listeners:
             self.selector.register(listener.socket, selectors.EVENT_READ, listener)
@@ -67,6 +70,8 @@ class Worker:
         try:
             self._loop(wake_r)
         finally:
+            if self.decisions is not None:
+                self.decisions.flush()
             for conn in list(self.connections.values()):
                 conn.close()
             for check in checks:
@@ -113,6 +118,8 @@ class Worker:
                     self._serve(target)
                 else:
                     self._accept(target)
+            if self.decisions is not None:
+                self.decisions.flush()  # once per loop iteration, before the selector may block
             now = time.monotonic()
             if now - last_sweep >= TICK:
                 last_sweep = now
@@ -189,8 +196,8 @@ class Worker:
         now = time.time()
         decision = self.policy.decide(request, now)
         if not request.empty:
-            if log.isEnabledFor(logging.INFO):  # building the line costs more than the check itself
-                log.info("%s", describe(request, decision))
+            if self.decisions is not None:  # None when INFO is off: skip building the line too
+                self.decisions.write(describe(request, decision), now)
             if not request.invalid_reply:
                 self.policy.log_session(request, decision.action, now)
         return decision.action

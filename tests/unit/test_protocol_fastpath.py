@@ -19,6 +19,9 @@ CASES = [
     b"protocol_state=RCPT\r\nsender=a@b.com\r\n\r\n",  # CRLF: left to the line path
     b"\nprotocol_state=RCPT\nsender=a@b.com\n\n",  # an empty request, then a request, in one read
     "".join(f"helo_name={i}\n" for i in range(MAX_ATTRIBUTES)).encode() + b"\n",  # at the bound
+    b"Sender=X@Y.com\nrecipient=R@S.COM\nunknown=1\nREVERSE_CLIENT_NAME=Q\nrecipient=T@U.COM\n\n",  # names are exact
+    b"protocol_state=RCPT\nsender=a@b.com\nmail_version=3.7\nfoo=\nbar=baz\nsasl_username=A@B.COM\n\n",
+    b"protocol_state=RCPT\nsender=a=b@c.com\nrecipient==\nhelo_name=x\ry\n\n",  # '=' in values, CR inside
 ]
 
 
