@@ -73,4 +73,6 @@ def test_one_reused_connection_per_database_per_worker(apd_factory, mariadb_serv
     first = vmail_connections()
     assert 1 <= len(first) <= 2  # at most one per worker
     burst()
-    assert vmail_connections() == first  # the same connections, reused across requests
+    second = vmail_connections()
+    # the same connections, reused across requests (a worker idle in the first burst may open its one now)
+    assert first <= second and len(second) <= 2
