@@ -16,6 +16,8 @@ class RequestContext:
     are memoised here so that several checks asking the same question cost one lookup.
     """
 
+    __slots__ = ("request", "store", "_trusted", "now", "_memo")
+
     def __init__(self, request: PolicyRequest, store: Any, trusted: TrustedClients, now: float | None = None):
         self.request = request
         self.store = store

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Sequence
 
 from apd import replies
 from apd.checks.base import Check
@@ -17,10 +17,16 @@ from apd.store.sessions import session_row, should_log
 log = logging.getLogger(__name__)
 
 
-class Decision(NamedTuple):  # a tuple: built once per request, cheaper than a frozen dataclass
-    action: str
-    check: str  # the check that decided, or '' for the default / protocol answers
-    millis: float
+class Decision:
+    __slots__ = ("action", "check", "millis")  # one per request: a NamedTuple or dataclass costs more to build
+
+    def __init__(self, action: str, check: str, millis: float):
+        self.action = action
+        self.check = check  # the check that decided, or '' for the default / protocol answers
+        self.millis = millis
+
+    def __repr__(self) -> str:
+        return f"Decision({self.action!r}, {self.check!r}, {self.millis!r})"
 
 
 def ends_chain(result: str | None) -> bool:
@@ -98,7 +104,7 @@ class Policy:
 def describe(request: PolicyRequest, decision: Decision) -> str:
     """The INFO line for one decision (iRedAPD's layout plus the deciding check)."""
     get = request.attrs.get
-    sasl, sender, rcpt = get("sasl_username", ""), get("sender", ""), get("recipient", "")
+    sasl, sender, rcpt = request.sasl_username, request.sender, request.recipient
     if not sasl:
         flow = f"{sender} -> {rcpt}"
     elif sasl == sender:
@@ -116,6 +122,6 @@ def describe(request: PolicyRequest, decision: Decision) -> str:
     else:
         details = f"recipient_count={get('recipient_count', '')}, size={get('size', '')}"
     return (
-        f"[{get('client_address', '')}] {state}, {flow}, {decision.action} "
+        f"[{request.client_address}] {state}, {flow}, {decision.action} "
         f"[{details}, check={decision.check or '-'}, process_time={decision.millis / 1000:.4f}s]"
     )

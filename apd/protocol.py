@@ -32,12 +32,44 @@ class ProtocolError(Exception):
     """A framing breach: log it, close the connection, send no reply (Postfix's contract)."""
 
 
-@dataclass
 class PolicyRequest:
-    """One request: the attributes Postfix sent plus iRedAPD's derived keys."""
+    """One request: the attributes Postfix sent plus iRedAPD's derived keys.
 
-    attrs: dict[str, str]
-    invalid_reply: str | None = None  # set when an address field fails the email test
+    The values checks ask for are plain attributes, copied from ``attrs`` once: a property
+    costs a Python call on every read, several per check and request.
+    """
+
+    __slots__ = (
+        "attrs",
+        "invalid_reply",
+        "empty",
+        "protocol_state",
+        "client_address",
+        "sender",
+        "recipient",
+        "sasl_username",
+        "sender_domain",
+        "recipient_domain",
+        "sasl_username_domain",
+        "sender_without_ext",
+        "recipient_without_ext",
+    )
+
+    def __init__(self, attrs: dict[str, str], invalid_reply: str | None = None):
+        get = attrs.get
+        self.attrs = attrs
+        self.invalid_reply = invalid_reply  # set when an address field fails the email test
+        self.empty = not attrs
+        self.protocol_state = get("protocol_state", "").upper()
+        self.client_address = get("client_address", "")
+        self.sender = get("sender", "")
+        self.recipient = get("recipient", "")
+        self.sasl_username = get("sasl_username", "")
+        self.sender_domain = get("sender_domain", "")
+        self.recipient_domain = get("recipient_domain", "")
+        self.sasl_username_domain = get("sasl_username_domain", "")
+        self.sender_without_ext = get("sender_without_ext", self.sender)
+        self.recipient_without_ext = get("recipient_without_ext", self.recipient)
 
     @classmethod
     def build(cls, raw: dict[str, str], delimiters: tuple[str, ...] = ("+",)) -> "PolicyRequest":
@@ -61,49 +93,13 @@ class PolicyRequest:
     def get(self, name: str, default: str = "") -> str:
         return self.attrs.get(name, default)
 
-    @property
-    def empty(self) -> bool:
-        return not self.attrs
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, PolicyRequest):
+            return NotImplemented
+        return (self.attrs, self.invalid_reply) == (other.attrs, other.invalid_reply)
 
-    @property
-    def protocol_state(self) -> str:
-        return self.attrs.get("protocol_state", "").upper()
-
-    @property
-    def sender(self) -> str:
-        return self.attrs.get("sender", "")
-
-    @property
-    def recipient(self) -> str:
-        return self.attrs.get("recipient", "")
-
-    @property
-    def sender_without_ext(self) -> str:
-        return self.attrs.get("sender_without_ext", self.sender)
-
-    @property
-    def recipient_without_ext(self) -> str:
-        return self.attrs.get("recipient_without_ext", self.recipient)
-
-    @property
-    def sender_domain(self) -> str:
-        return self.attrs.get("sender_domain", "")
-
-    @property
-    def recipient_domain(self) -> str:
-        return self.attrs.get("recipient_domain", "")
-
-    @property
-    def sasl_username(self) -> str:
-        return self.attrs.get("sasl_username", "")
-
-    @property
-    def sasl_username_domain(self) -> str:
-        return self.attrs.get("sasl_username_domain", "")
-
-    @property
-    def client_address(self) -> str:
-        return self.attrs.get("client_address", "")
+    def __repr__(self) -> str:
+        return f"PolicyRequest(attrs={self.attrs!r}, invalid_reply={self.invalid_reply!r})"
 
 
 @dataclass

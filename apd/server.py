@@ -102,6 +102,16 @@ class Connection:
         return True
 
     def _send(self, payload: bytes) -> bool:
+        try:
+            sent = self.sock.send(payload)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            return False
+        # A reply is small: it nearly always goes in one send, the rest waits for the client.
+        return sent == len(payload) or self._send_rest(payload[sent:])
+
+    def _send_rest(self, payload: bytes) -> bool:
         deadline = time.monotonic() + SEND_TIMEOUT
         view = memoryview(payload)
         while view:
