@@ -84,7 +84,9 @@ class Policy:
             except Exception:
                 log.exception("<!> Error while applying plugin '%s' (counted as DUNNO)", check.name)
                 continue
-            if result is not None and not isinstance(result, str):
+            if result is None:
+                continue  # no opinion: the common case
+            if not isinstance(result, str):
                 log.error("<!> Plugin '%s' returned %r, not a string (counted as DUNNO)", check.name, result)
                 continue
             if ends_chain(result):

@@ -61,7 +61,7 @@ def test_lines_are_written_at_once_on_flush_and_bounded() -> None:
     writer.flush()  # nothing pending: no write
     assert stream.writes == 1
     assert stream.getvalue().count("\n") == 10
-    for i in range(StreamWriter.MAX_PENDING):
+    for _ in range(StreamWriter.MAX_PENDING):
         writer.write("more", time.time())
     assert stream.writes == 2  # a long loop iteration does not hold lines without bound
 
