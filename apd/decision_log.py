@@ -26,6 +26,10 @@ class DecisionWriter(Protocol):
 
     def flush(self) -> None: ...
 
+    def holding(self) -> bool:
+        """True while written lines wait for ``flush``."""
+        ...
+
 
 class StderrHandler(logging.StreamHandler):
     """``logging.StreamHandler`` on stderr with apd's line format."""
@@ -63,10 +67,10 @@ class SyslogHandler(logging.handlers.SysLogHandler):
 
 class StreamWriter:
     """Decision lines held in memory and written to the stream at once when the worker flushes
-    (once per loop iteration, before its selector may block): one write for many lines, even
-    when the stream is unbuffered (PYTHONUNBUFFERED)."""
+    (when its loop goes idle, else every FLUSH_INTERVAL): one write for many lines, even when
+    the stream is unbuffered (PYTHONUNBUFFERED)."""
 
-    MAX_PENDING = 256  # lines; a long loop iteration writes out at this many
+    MAX_PENDING = 256  # lines; a busy worker writes out at this many
 
     def __init__(self, stream: Any) -> None:
         self.stream = stream
@@ -83,6 +87,9 @@ class StreamWriter:
         self.pending.append(f"{self.second_text},{MILLISECONDS[int((now - second) * 1000)]} INFO {message}\n")
         if len(self.pending) >= self.MAX_PENDING:
             self.flush()
+
+    def holding(self) -> bool:
+        return bool(self.pending)
 
     def flush(self) -> None:
         if not self.pending:
@@ -121,6 +128,9 @@ class SyslogWriter:
     def flush(self) -> None:
         pass  # each line is already sent
 
+    def holding(self) -> bool:
+        return False
+
 
 class LoggingWriter:
     """Any other handler (a test's, a custom one): the ordinary logging call."""
@@ -133,6 +143,9 @@ class LoggingWriter:
 
     def flush(self) -> None:
         pass
+
+    def holding(self) -> bool:
+        return False
 
 
 def decision_writer(logger: logging.Logger) -> DecisionWriter | None:

@@ -25,6 +25,7 @@ STOP_GRACE = 10.0  # seconds a stopping worker waits for half-received requests
 FRESH_GRACE = 1.0  # ... and for the first request of a connection it accepted just before
 TICK = 1.0
 STOP_TICK = 0.1
+LOG_FLUSH_INTERVAL = 0.1  # the longest a decision line waits in memory
 ACCEPT_PAUSE = 0.5
 # Every idle worker wakes for a new client; each taking one spreads a burst (200 Postfix smtpd
 # reconnecting at once) over all workers. Taking 64 let one worker own most connections and
@@ -96,7 +97,7 @@ class Worker:
 
     def _loop(self, wake: socket.socket) -> None:
         stop_started = None
-        last_sweep = time.monotonic()
+        last_sweep = flushed_at = time.monotonic()
         while True:
             if self.stopping:
                 if stop_started is None:
@@ -107,7 +108,13 @@ class Worker:
                     return
             elif self.accept_paused_until and time.monotonic() >= self.accept_paused_until:
                 self._resume_accepting()
-            for key, _ in self.selector.select(STOP_TICK if self.stopping or self.accept_paused_until else TICK):
+            timeout = TICK
+            if self.stopping or self.accept_paused_until:
+                timeout = STOP_TICK
+            elif self.decisions is not None and self.decisions.holding():
+                timeout = LOG_FLUSH_INTERVAL  # held decision lines wait no longer than this
+            events = self.selector.select(timeout)
+            for key, _ in events:
                 target = key.data
                 if target == "wake":
                     try:
@@ -118,9 +125,12 @@ class Worker:
                     self._serve(target)
                 else:
                     self._accept(target)
-            if self.decisions is not None:
-                self.decisions.flush()  # once per loop iteration, before the selector may block
             now = time.monotonic()
+            if self.decisions is not None and (not events or now - flushed_at >= LOG_FLUSH_INTERVAL):
+                # Decision lines go out when the loop goes idle, and while it is busy every
+                # LOG_FLUSH_INTERVAL (or MAX_PENDING lines): one write for many lines.
+                self.decisions.flush()
+                flushed_at = now
             if now - last_sweep >= TICK:
                 last_sweep = now
                 self._heartbeat()
