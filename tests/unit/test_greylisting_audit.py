@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from apd import settings as settings_module
-from apd.checks.greylisting import Greylisting, Timing, next_state
+from apd.checks.greylisting import Greylisting, Timing
 from apd.store import open_store, sqlite
-from apd.store.greylisting import TRACKING_COLUMNS, Times, greylisted_after
+from apd.store.greylisting import Times, greylisted_after
 from tests.unit.test_greylisting_check import CLIENT, GREY, RCPT, SENDER, T0, Env, FakeSpf
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -429,18 +429,9 @@ def test_greylisted_after(row, times, greylisted):
     ],
 )
 def test_tracking_statement_matches_next_state_with_no_block_time(env, stored, now):
-    e = env()
-    timing = Timing(0, 30, 1)
-    if stored:
-        e.sql(
-            f"INSERT INTO greylisting_tracking ({', '.join(TRACKING_COLUMNS)}) VALUES ({', '.join(['%s'] * 10)})",
-            (SENDER, RCPT, CLIENT, "example.net", "example.com", *(stored[k] for k in TRACKING_COLUMNS[5:])),
-        )
-    expected, greylisted = next_state(stored, now, timing)
-    tracked = e.store.greylisting.track(SENDER, RCPT, CLIENT, "example.net", "example.com", timing.times(now))
-    assert tracked.passed is (not greylisted)
-    row = e.row()
-    assert {k: row[k] for k in expected} == expected
+    from tests.unit.test_greylisting_check import assert_tracking_statement_matches
+
+    assert_tracking_statement_matches(env, stored, now, Timing(0, 30, 1))
 
 
 def test_expired_passed_triplet_keeps_passed_through_the_check(env):

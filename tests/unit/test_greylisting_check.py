@@ -331,8 +331,12 @@ TRACK_CASES = [
 
 @pytest.mark.parametrize("stored, now", TRACK_CASES)
 def test_tracking_statement_matches_next_state(env, stored, now):
+    assert_tracking_statement_matches(env, stored, now, Timing(15, 30, 1))
+
+
+def assert_tracking_statement_matches(env, stored, now, timing):
+    """The atomic SQL statement leaves the row the pure next_state() says it should."""
     e = env()
-    timing = Timing(15, 30, 1)
     if stored:
         e.sql(
             f"INSERT INTO greylisting_tracking ({', '.join(TRACKING_COLUMNS)}) VALUES ({', '.join(['%s'] * 10)})",
