@@ -81,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.check_config:
         for warning in (*settings.warnings, *plan_warnings):
             print(f"apd: warning: {warning}", file=sys.stderr)
+        missing = missing_driver(settings)
+        if missing:
+            print(f"apd: error: {missing}", file=sys.stderr)
+            return 1
         order = ", ".join(f"{p.name}({p.priority})" for p in planned) or "(none)"
         print(f"apd: settings OK ({settings.source}); checks in order: {order}")
         return 0
@@ -115,3 +119,17 @@ def main(argv: list[str] | None = None) -> int:
     except HaltServer as exc:
         log.error("cannot start: %s", exc)
         return exc.exit_code
+
+
+def missing_driver(settings) -> str | None:
+    """What --check-config reports when the backend's Python driver is not installed."""
+    if settings.backend == "sqlite":
+        return None
+    from apd.errors import StoreError
+    from apd.store.servers import check_drivers
+
+    try:
+        check_drivers(settings)
+    except StoreError as exc:
+        return str(exc)
+    return None

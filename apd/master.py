@@ -343,13 +343,16 @@ def _describe_exit(code: int) -> str:
 
 
 def prepare_store(settings: Any) -> None:
-    """SQLite: create the file and its tables at first start, owned by the account workers run as.
+    """Database servers: check that their Python drivers import. SQLite: create the file and its tables at first start, owned by the account workers run as.
 
     SQLite writes -wal/-shm files beside the database, so the folder goes to that account too, but
     only a folder of its own (made by apd, apd's default, or holding nothing but this database):
     ``sqlite_db_path = '/var/lib/apd.sqlite3'`` must not give /var/lib away.
     """
     if settings.backend != "sqlite":
+        from apd.store.servers import check_drivers
+
+        check_drivers(settings)
         return
     from apd.store import sqlite
 

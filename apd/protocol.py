@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import repeat
 
 from apd.address import is_email, strip_extension
 
@@ -73,7 +74,11 @@ class PolicyRequest:
 
     @classmethod
     def build(cls, raw: dict[str, str], delimiters: tuple[str, ...] = ("+",)) -> "PolicyRequest":
-        attrs = dict(raw)
+        return cls.from_owned(dict(raw), delimiters)
+
+    @classmethod
+    def from_owned(cls, attrs: dict[str, str], delimiters: tuple[str, ...] = ("+",)) -> "PolicyRequest":
+        """As ``build``, adding the derived keys to ``attrs`` itself: the parser's own dict needs no copy."""
         invalid = []
         for name, domain_key, without_ext_key in _DERIVED_KEYS:
             value = attrs.get(name)
@@ -88,7 +93,7 @@ class PolicyRequest:
                 invalid.append(name)
         if not invalid:
             return cls(attrs)
-        first = next(name for name in raw if name in invalid)  # the first invalid field in line order
+        first = next(name for name in attrs if name in invalid)  # the first invalid field in line order
         return cls(attrs, f"DUNNO Error: Invalid {first} address: {attrs[first]}")
 
     def get(self, name: str, default: str = "") -> str:
@@ -182,7 +187,7 @@ class RequestReader:
         if len(lines) > self.max_attributes:
             return None
         try:
-            attrs = dict([line.split("=", 1) for line in lines])
+            attrs = dict(map(str.split, lines, repeat("="), repeat(1)))  # no Python frame per line
         except ValueError:  # a line without '=' (the line path drops it)
             return None
         if len(attrs) < len(lines):
@@ -194,7 +199,7 @@ class RequestReader:
             value = attrs.get(name)
             if value:
                 attrs[name] = value.lower()
-        return PolicyRequest.build(attrs, self.delimiters)
+        return PolicyRequest.from_owned(attrs, self.delimiters)
 
     def _take_line(self, line: bytes) -> PolicyRequest | None:
         if line.endswith(b"\r"):
@@ -202,7 +207,7 @@ class RequestReader:
         if len(line) > self.max_line:
             raise ProtocolError(f"line longer than {self.max_line} bytes")
         if not line:
-            request = PolicyRequest.build(self._current, self.delimiters)
+            request = PolicyRequest.from_owned(self._current, self.delimiters)
             self._current, self._lines, self._size = {}, 0, 0
             return request
         self._lines += 1

@@ -59,17 +59,41 @@ def connection_params(settings: Any, db: str) -> dict[str, Any]:
 
 
 DRIVERS = {
-    "mysql": ("PyMySQL", "apd.store.mysql", "MysqlDialect"),
-    "pgsql": ("psycopg2", "apd.store.pgsql", "PgsqlDialect"),
+    "mysql": ("PyMySQL", "pymysql", "apd.store.mysql", "MysqlDialect"),
+    "pgsql": ("psycopg2", "psycopg2", "apd.store.pgsql", "PgsqlDialect"),
+}
+
+
+def check_drivers(settings: Any) -> None:
+    """Fail at start-up, with what to install, when this backend's Python modules are missing.
+
+    The workers import them after fork; without this check each would die on start and be
+    respawned in a loop. python-ldap is not in the ``make run`` venv: it compiles against
+    libldap and libsasl, which a fresh Debian machine does not have.
+    """
+    needed = [DRIVERS[sql_dialect_name(settings)][:2]]
+    if settings.backend == "ldap":
+        needed.append(("python-ldap", "ldap"))
+    for driver, module_name in needed:
+        try:
+            importlib.import_module(module_name)
+        except ImportError as exc:
+            raise StoreError(f"backend {settings.backend!r} needs {driver}: {DRIVER_INSTALL[driver]} ({exc})") from exc
+
+
+DRIVER_INSTALL = {
+    "PyMySQL": "pip install 'apd[mysql]'",
+    "psycopg2": "pip install 'apd[pgsql]'",
+    "python-ldap": "apt install libldap2-dev libsasl2-dev, then pip install 'apd[ldap]' (or: make venv-ldap)",
 }
 
 
 def make_dialect(kind: str, params: dict[str, Any], timeout: float) -> Dialect:
-    driver, module_name, class_name = DRIVERS[kind]
+    driver, _, module_name, class_name = DRIVERS[kind]
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise StoreError(f"the {kind} databases need the {driver} driver (pip install 'apd[{kind}]'): {exc}") from exc
+        raise StoreError(f"the {kind} databases need the {driver} driver ({DRIVER_INSTALL[driver]}): {exc}") from exc
     return getattr(module, class_name)(timeout=timeout, **params)
 
 
