@@ -102,8 +102,8 @@ def wait_until_answering(address: tuple[str, int], request: bytes, clients: int 
 
 
 @contextlib.contextmanager
-def null_server(workers: int) -> Iterator[NullServer]:
-    with NullServer(workers) as server:
+def null_server(workers: int, parse: bool = False) -> Iterator[NullServer]:
+    with NullServer(workers, parse) as server:
         yield server
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bench.loadgen import LoadResult
 from bench.measure import PERSISTENT, Cell, Measured
-from bench.scenarios import NULL, Scenario
+from bench.scenarios import NULL, NULL_PARSE, Scenario
 
 TARGET_LABEL, TARGET_CELL, TARGET_RATIO = "apd-core", Cell(PERSISTENT, 50), 0.70  # issue 2's goal
 
@@ -91,7 +91,14 @@ def verdict(results: list[Measured]) -> str | None:
         return None
     share = apd_rate / null_rate
     state = "met" if share >= TARGET_RATIO else "NOT met"
-    return (
+    line = (
         f"target: {TARGET_LABEL} at {TARGET_CELL.connections} connections reaches {share:.0%} of the null server's "
         f"throughput (goal >= {TARGET_RATIO:.0%}): {state}"
     )
+    parse_rate = rate_of(by_label.get(NULL_PARSE), TARGET_CELL)
+    if parse_rate:
+        line += (
+            f"\n  for reference: {NULL_PARSE} reaches {parse_rate / null_rate:.0%} of null, "
+            f"and {TARGET_LABEL} {apd_rate / parse_rate:.0%} of {NULL_PARSE}"
+        )
+    return line

@@ -18,6 +18,7 @@ from typing import Any, Callable
 from bench.measure import CHURN, PERSISTENT, Cell
 
 NULL = "null"  # the label of the null policy server
+NULL_PARSE = "null-parse"  # the null server that also splits each request into a dict
 
 FULL_TABLE = (
     Cell(PERSISTENT, 1),
@@ -45,6 +46,13 @@ class Scenario:
 
 SCENARIOS = [
     Scenario(NULL, None, baseline="", doc="stdlib prefork server answering action=DUNNO, no parsing"),
+    Scenario(
+        NULL_PARSE,
+        None,
+        cells=AT_50,
+        doc="the null server splitting each request into a dict before answering: the most a Python "
+        "server that reads its requests can reach, for reading issue 2's ratio",
+    ),
     Scenario(
         "apd-core",
         CORE_CHECKS,

@@ -19,8 +19,9 @@ HOST = "127.0.0.1"
 class NullServer:
     """``bench/null_server.py`` in a subprocess."""
 
-    def __init__(self, workers: int):
+    def __init__(self, workers: int, parse: bool = False):
         self.workers = workers
+        self.parse = parse
         self.port = free_port(HOST)
         self.proc: subprocess.Popen | None = None
 
@@ -35,7 +36,7 @@ class NullServer:
 
     def __enter__(self) -> "NullServer":
         cmd = [sys.executable, "-m", "bench.null_server", "--host", HOST, "--port", str(self.port)]
-        cmd += ["--workers", str(self.workers)]
+        cmd += ["--workers", str(self.workers)] + (["--parse"] if self.parse else [])
         self.proc = subprocess.Popen(cmd, cwd=str(ROOT), env=dict(os.environ, PYTHONPATH=str(ROOT)))
         try:
             wait_for_port(HOST, self.port)

@@ -44,3 +44,28 @@ def test_table_shows_the_ratio_to_the_baseline():
     assert apd_line.split()[3:5] == ["700", "1.00"]  # req/s, p50 ms
     assert "0.70 x null" in apd_line
     assert "20.0" in apd_line  # server CPU microseconds per request
+
+
+def test_parsing_null_server_reads_requests_and_answers_each():
+    from bench.null_server import read_request
+
+    assert read_request(b"a=1\nsender=x=y@z\nbroken") == {"a": "1", "sender": "x=y@z"}
+    assert read_request(b"a=1\nb=2") == {"a": "1", "b": "2"}
+    with NullServer(workers=1, parse=True) as server:
+        result = run_load(server.address, 2, payload(), duration=0.3, warmup=0.1, processes=1)
+    assert result.errors == 0 and result.replies > 10
+    assert result.first_reply == b"action=DUNNO"
+
+
+def test_verdict_reports_the_parsing_null_server_for_reference():
+    from bench.report import verdict
+    from bench.scenarios import NULL_PARSE
+
+    cell = Cell(PERSISTENT, 50)
+
+    def measured(label: str, replies: int) -> Measured:
+        return Measured(label, [Row(label, cell, LoadResult(replies=replies, seconds=1.0))])
+
+    text = verdict([measured(NULL, 1000), measured(NULL_PARSE, 600), measured("apd-core", 450)])
+    assert "reaches 45% of the null server's throughput (goal >= 70%): NOT met" in text
+    assert "null-parse reaches 60% of null, and apd-core 75% of null-parse" in text
