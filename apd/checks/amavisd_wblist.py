@@ -189,7 +189,6 @@ def decide(
 class AmavisdWblist(Check):
     name = "amavisd_wblist"
     states = frozenset({"RCPT"})
-    requires = frozenset({"amavisd"})
 
     def __init__(self, settings, store):
         super().__init__(settings, store)

@@ -18,8 +18,6 @@ class Check:
 
     name: ClassVar[str] = ""
     states: ClassVar[frozenset[str]] = frozenset({"RCPT"})
-    # Databases the check needs: any of "vmail", "amavisd", "iredapd", "ldap".
-    requires: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, settings: Any, store: Any):
         self.settings = settings

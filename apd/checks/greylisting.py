@@ -189,7 +189,6 @@ def _normalised_ip(text: str) -> str | None:
 class Greylisting(Check):
     name = "greylisting"
     states = frozenset({"RCPT"})
-    requires = frozenset({"iredapd"})
 
     def __init__(self, settings, store):
         super().__init__(settings, store)

@@ -32,7 +32,6 @@ def decide(rows: Iterable[tuple[str, str]], discard: bool) -> tuple[str | None, 
 class WblistRdns(Check):
     name = "wblist_rdns"
     states = frozenset({"RCPT"})
-    requires = frozenset({"iredapd"})
 
     def __init__(self, settings, store):
         super().__init__(settings, store)
