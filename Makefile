@@ -28,7 +28,7 @@ $(VENV)/.installed-ldap: $(VENV)/.installed
 	touch $@
 
 # The tests and the linter.
-$(VENV)/.installed-dev: $(VENV)/.installed-ldap
+$(VENV)/.installed-dev: $(VENV)/.installed
 	$(PIP) install -q -e '.[test]' ruff
 	touch $@
 
@@ -57,7 +57,7 @@ debian-deps:
 	  fi; \
 	else echo "not root: skipping Debian packages ($(DEB_PACKAGES))"; fi
 
-deps: debian-deps venv-dev
+deps: debian-deps venv-ldap venv-dev
 
 test: deps
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS) tests
