@@ -52,3 +52,39 @@ def test_too_many_attribute_lines_still_breach_the_bound() -> None:
     reader = RequestReader()
     assert reader.feed(data) == []
     assert isinstance(reader.error, ProtocolError)
+
+
+def random_stream(rng) -> bytes:
+    """Requests built from the pieces that steer the parser: known and unknown names, '=' in values,
+    lines without '=', repeated names, CR, non-UTF-8 bytes, empty requests."""
+    names = ["sender", "recipient", "sasl_username", "protocol_state", "helo_name", "Sender", "x", ""]
+    values = ["a@b.com", "A+t@B.COM", "", "=", "a=b@c.d", "bad address", "\xe9", "user@localhost", "x\ry"]
+    requests = []
+    for _ in range(rng.randint(1, 4)):
+        lines = []
+        for _ in range(rng.randint(0, 8)):
+            if rng.random() < 0.1:
+                lines.append(rng.choice([b"noequals", b"\xff\xfe", b"junk"]))
+            else:
+                lines.append(f"{rng.choice(names)}={rng.choice(values)}".encode() + rng.choice([b"", b"", b"\xc3"]))
+        crlf = rng.random() < 0.1
+        end = b"\r\n" if crlf else b"\n"
+        requests.append(b"".join(line + end for line in lines) + end)
+    return b"".join(requests)
+
+
+def test_random_requests_in_random_chunks_parse_like_line_by_line() -> None:
+    import random
+
+    rng = random.Random(20261125)  # fixed: a failure reproduces
+    for _ in range(400):
+        stream = random_stream(rng)
+        cuts = sorted(rng.sample(range(1, len(stream)), min(3, len(stream) - 1))) if len(stream) > 1 else []
+        reader, chunked = RequestReader(delimiters=("+", "-")), []
+        for start, end in zip([0, *cuts], [*cuts, len(stream)]):
+            chunked += reader.feed(stream[start:end])
+        slow = one_byte_at_a_time(stream)
+        whole = RequestReader(delimiters=("+", "-")).feed(stream)
+        expected = [(r.attrs, list(r.attrs), r.invalid_reply) for r in slow]
+        assert [(r.attrs, list(r.attrs), r.invalid_reply) for r in whole] == expected, stream
+        assert [(r.attrs, list(r.attrs), r.invalid_reply) for r in chunked] == expected, stream
