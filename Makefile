@@ -12,7 +12,7 @@ ARGS ?=
 # than on a plain source build (pyenv's). Any other python3 when it cannot make a venv.
 PYTHON  ?= $(shell /usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1 && echo /usr/bin/python3 || echo python3)
 
-.PHONY: run test venv venv-ldap venv-dev deps debian-deps bench lint conf check-config init-db clean \
+.PHONY: run test venv venv-ldap venv-dev deps debian-deps bench lint conf check-config init-db clean install \
         wblist-admin greylisting-admin cleanup-db spf-to-greylist-whitelists
 
 # What `make run` needs: apd and the SQL drivers, all wheels (no compiler, no Debian package).
@@ -84,6 +84,35 @@ spf-to-greylist-whitelists: venv
 # Regenerate the documented sample settings file from apd/settings.py (REGISTRY).
 conf: venv
 	$(PY) -m apd.sample > conf/settings.py.sample
+
+# `make install` (root): apd in its own venv, its commands linked into BINDIR, the systemd units,
+# a settings file from the sample (an existing one is kept) and the account apd runs as.
+# Debian's pip refuses to install into the system python (PEP 668), hence the venv.
+# Backend 'ldap': EXTRAS=mysql,pgsql,ldap (needs libldap2-dev libsasl2-dev).
+PREFIX   ?= /opt/apd
+BINDIR   ?= /usr/local/bin
+ETCDIR   ?= /etc/apd
+UNITDIR  ?= /etc/systemd/system
+APD_USER ?= apd
+EXTRAS   ?= mysql,pgsql
+COMMANDS := apd apd-wblist-admin apd-greylisting-admin apd-cleanup-db apd-spf-to-greylist-whitelists
+
+install:
+	test -x $(PREFIX)/bin/python || $(PYTHON) -m venv $(PREFIX)
+	$(PREFIX)/bin/pip install -q --upgrade pip
+	$(PREFIX)/bin/pip install -q '.[$(EXTRAS)]'
+	install -d $(BINDIR) $(UNITDIR)
+	for c in $(COMMANDS); do ln -sfn $(PREFIX)/bin/$$c $(BINDIR)/$$c; done
+	if [ -n "$(APD_USER)" ] && ! id -u $(APD_USER) >/dev/null 2>&1; then \
+	  useradd --system --home-dir /var/lib/apd --no-create-home --shell /usr/sbin/nologin $(APD_USER); fi
+	install -d -m 0755 $(ETCDIR)
+	if [ ! -e $(ETCDIR)/settings.py ]; then \
+	  install -m 0640 conf/settings.py.sample $(ETCDIR)/settings.py; \
+	  if [ -n "$(APD_USER)" ]; then chgrp $(APD_USER) $(ETCDIR)/settings.py; fi; fi
+	for u in systemd/*.service systemd/*.timer; do \
+	  sed -e 's|/usr/local/bin/|$(BINDIR)/|g' -e 's|/etc/apd/|$(ETCDIR)/|g' $$u > $(UNITDIR)/$$(basename $$u); done
+	if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+	@echo "installed: $(BINDIR)/apd -> $(PREFIX); settings $(ETCDIR)/settings.py; start with: systemctl enable --now apd"
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache
