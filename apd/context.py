@@ -35,7 +35,18 @@ class RequestContext:
         return self.memo(("trusted",), lambda: self.request.client_address in self._trusted)
 
     def alias_target(self, domain: str) -> str | None:
-        return self.memo(("alias_target", domain), lambda: self.store.accounts.alias_target(domain))
+        """The first ask also fetches the request's own domains, in the same round trip: checks
+        ask for the sender's and the recipient's (amavisd_wblist both, greylisting one)."""
+        key = ("alias_target", domain.lower())
+        if key not in self._memo:
+            request = self.request
+            domains = [domain, request.recipient_domain, request.sender_domain, request.sasl_username_domain]
+            unknown = [
+                d for d in dict.fromkeys(d.lower() for d in domains if d) if ("alias_target", d) not in self._memo
+            ]
+            for name, target in self.store.accounts.alias_targets(unknown).items():
+                self._memo[("alias_target", name)] = target
+        return self._memo[key]
 
     def is_local_domain(self, domain: str, include_alias: bool = True, include_backupmx: bool = True) -> bool:
         return self.memo(

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import socket
+from typing import Iterable
 
 from apd.address import is_domain
-from apd.store.base import Database
+from apd.store.base import Database, in_list
 
 
 class SqlAccounts:
@@ -27,13 +28,22 @@ class SqlAccounts:
         return include_alias and self.alias_target(domain) is not None
 
     def alias_target(self, domain: str) -> str | None:
-        domain = domain.lower()
-        if not is_domain(domain):
-            return None
-        row = self.db.query_one(
-            "SELECT alias_domain.target_domain FROM alias_domain, domain"
+        return self.alias_targets([domain])[domain.lower()]
+
+    def alias_targets(self, domains: Iterable[str]) -> dict[str, str | None]:
+        """``alias_target`` of several domains in one statement: {lowercased domain: target or None}."""
+        found: dict[str, str | None] = {domain.lower(): None for domain in domains}
+        wanted = [domain for domain in found if is_domain(domain)]
+        if not wanted:
+            return found
+        rows = self.db.query(
+            "SELECT alias_domain.alias_domain, alias_domain.target_domain FROM alias_domain, domain"
             " WHERE domain.active = 1 AND domain.domain = alias_domain.target_domain"
-            " AND alias_domain.alias_domain = %s LIMIT 1",
-            (domain,),
+            f" AND alias_domain.alias_domain IN ({in_list(wanted)})",
+            wanted,
         )
-        return str(row[0]).lower() if row else None
+        for alias, target in rows:
+            alias = str(alias).lower()  # MySQL matches case-insensitively: the row may differ in case
+            if alias in found and found[alias] is None:
+                found[alias] = str(target).lower()
+        return found

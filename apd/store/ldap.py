@@ -66,6 +66,13 @@ def alias_target_filter(domain: str) -> str:
     return f"(&(objectClass=mailDomain)(accountStatus=active)(domainAliasName={_q(domain)}))"
 
 
+def alias_targets_filter(domains: Sequence[str]) -> str:
+    if len(domains) == 1:
+        return alias_target_filter(domains[0])
+    names = "".join(f"(domainAliasName={_q(domain)})" for domain in domains)
+    return f"(&(objectClass=mailDomain)(accountStatus=active)(|{names}))"
+
+
 def primary_and_alias_filter(domain: str) -> str:
     d = _q(domain)
     return f"(&(objectClass=mailDomain)(|(domainName={d})(domainAliasName={d})))"
@@ -279,15 +286,26 @@ class LdapAccounts:
 
     def alias_target(self, domain: str) -> str | None:
         """ldap.md §3.3: the primary domain whose ``domainAliasName`` is ``domain``."""
-        domain = domain.lower()
-        if not is_domain(domain):
-            return None
-        found = self.search(self.basedn, ldap.SCOPE_ONELEVEL, alias_target_filter(domain), ["domainName"])
-        for _dn, attrs in found:
+        return self.alias_targets([domain])[domain.lower()]
+
+    def alias_targets(self, domains: Iterable[str]) -> dict[str, str | None]:
+        """``alias_target`` of several domains in one search: {lowercased domain: target or None}."""
+        found: dict[str, str | None] = {domain.lower(): None for domain in domains}
+        wanted = [domain for domain in found if is_domain(domain)]
+        if not wanted:
+            return found
+        entries = self.search(
+            self.basedn, ldap.SCOPE_ONELEVEL, alias_targets_filter(wanted), ["domainName", "domainAliasName"]
+        )
+        for _dn, attrs in entries:  # in the server's order: the first entry naming a domain wins, as one search
             names = _values(attrs, "domainName")
-            if names:
-                return names[0].lower()
-        return None
+            if not names:
+                continue
+            for alias in _values(attrs, "domainAliasName"):
+                alias = alias.lower()
+                if alias in found and found[alias] is None:
+                    found[alias] = names[0].lower()
+        return found
 
     # --- LDAP-only lookups for later checks
 

@@ -92,6 +92,16 @@ def test_alias_target(accounts, domain, expected):
     assert accounts.alias_target(domain) == expected
 
 
+def test_alias_targets_of_many_domains_in_one_search(accounts):
+    searches = []
+    search = accounts.search
+    accounts.search = lambda *args, **kwargs: searches.append(args) or search(*args, **kwargs)
+    domains = [domain for domain, _ in ALIAS_TARGET_CASES]
+    found = accounts.alias_targets(domains)
+    assert len(searches) == 1
+    assert found == {domain.lower(): expected for domain, expected in ALIAS_TARGET_CASES}
+
+
 # --- ldap.md §3.1 get_account
 
 

@@ -97,6 +97,53 @@ def test_alias_target(accounts, domain, expected):
     assert accounts.alias_target(domain) == expected
 
 
+def test_alias_targets_answer_each_domain_as_alias_target_does_in_one_statement(accounts, store):
+    domains = [
+        "alias.com",
+        "ALIAS.com",
+        "alias-of-off.com",
+        "example.com",
+        "unknown.com",
+        "x'or'1'='1",
+        "",
+        "alias.com",
+    ]
+    statements = count_statements(store.vmail)
+    found = accounts.alias_targets(domains)
+    assert statements() == 1
+    assert found == {d.lower(): accounts.alias_target(d) for d in domains}
+    assert found["alias.com"] == "example.com" and found["alias-of-off.com"] is None
+
+
+def count_statements(db):
+    """Wrap ``db`` so that every statement it runs is counted; returns the counter."""
+    calls = []
+    run = db._run
+
+    def counted(*args, **kwargs):
+        calls.append(args[0])
+        return run(*args, **kwargs)
+
+    db._run = counted
+    return lambda: len(calls)
+
+
+def test_request_context_fetches_the_request_domains_in_one_round_trip(accounts, store):
+    from apd.context import RequestContext
+    from apd.netmatch import TrustedClients
+    from apd.protocol import PolicyRequest
+
+    request = PolicyRequest.build({"sender": "a@alias.com", "recipient": "b@Example.COM", "sasl_username": ""})
+    ctx = RequestContext(request, store, TrustedClients(()), 0.0)
+    statements = count_statements(store.vmail)
+    assert ctx.alias_target("example.com") is None
+    assert ctx.alias_target("alias.com") == "example.com"  # fetched with the first ask
+    assert ctx.alias_target("ALIAS.COM") == "example.com"
+    assert statements() == 1
+    assert ctx.alias_target("alias-of-off.com") is None  # not a request domain: one more statement
+    assert statements() == 2
+
+
 def test_case_of_stored_domain_follows_the_dialect(store):
     """MySQL compares case-insensitively (utf8mb4_general_ci), the others do not."""
     add_domain(store, "MixedCase.org")

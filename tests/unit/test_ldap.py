@@ -77,6 +77,7 @@ def test_login_mismatch_filter_combinations():
 def test_values_are_escaped(value, escaped):
     assert f.account_filter(value).count(escaped) == 2
     assert f.alias_target_filter(value).endswith(f"(domainAliasName={escaped}))")
+    assert f.alias_targets_filter([value, "b.org"]).endswith(f"(|(domainAliasName={escaped})(domainAliasName=b.org)))")
     built = f.login_mismatch_filter(value, value, True, True)
     assert "*" not in built and "\x00" not in built
 
