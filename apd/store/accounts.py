@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from typing import Iterable
+from typing import Callable, Iterable, Iterator
 
 from apd.address import is_domain
 from apd.store.base import Database, in_list
@@ -31,19 +31,32 @@ class SqlAccounts:
         return self.alias_targets([domain])[domain.lower()]
 
     def alias_targets(self, domains: Iterable[str]) -> dict[str, str | None]:
-        """``alias_target`` of several domains in one statement: {lowercased domain: target or None}."""
-        found: dict[str, str | None] = {domain.lower(): None for domain in domains}
-        wanted = [domain for domain in found if is_domain(domain)]
-        if not wanted:
-            return found
-        rows = self.db.query(
-            "SELECT alias_domain.alias_domain, alias_domain.target_domain FROM alias_domain, domain"
-            " WHERE domain.active = 1 AND domain.domain = alias_domain.target_domain"
-            f" AND alias_domain.alias_domain IN ({in_list(wanted)})",
-            wanted,
-        )
-        for alias, target in rows:
-            alias = str(alias).lower()  # MySQL matches case-insensitively: the row may differ in case
-            if alias in found and found[alias] is None:
-                found[alias] = str(target).lower()
+        """``alias_target`` of several domains in one statement."""
+
+        def pairs(wanted: list[str]) -> Iterator[tuple[str, str]]:
+            rows = self.db.query(
+                "SELECT alias_domain.alias_domain, alias_domain.target_domain FROM alias_domain, domain"
+                " WHERE domain.active = 1 AND domain.domain = alias_domain.target_domain"
+                f" AND alias_domain.alias_domain IN ({in_list(wanted)})",
+                wanted,
+            )
+            return ((str(alias), str(target)) for alias, target in rows)
+
+        return collect_alias_targets(domains, pairs)
+
+
+def collect_alias_targets(
+    domains: Iterable[str], pairs: Callable[[list[str]], Iterable[tuple[str, str]]]
+) -> dict[str, str | None]:
+    """{lowercased domain: its target or None}, asking ``pairs`` once for (alias, target) pairs of
+    the valid domains. The first pair naming a domain wins, as a lookup of that domain alone; names
+    are compared lowercased (MySQL and LDAP match case-insensitively: a pair may differ in case)."""
+    found: dict[str, str | None] = {domain.lower(): None for domain in domains}
+    wanted = [domain for domain in found if is_domain(domain)]
+    if not wanted:
         return found
+    for alias, target in pairs(wanted):
+        alias = alias.lower()
+        if alias in found and found[alias] is None:
+            found[alias] = target.lower()
+    return found

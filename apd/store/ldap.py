@@ -17,7 +17,7 @@ import logging
 import os
 import socket
 import time
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import ldap
 from ldap.dn import escape_dn_chars
@@ -25,6 +25,7 @@ from ldap.filter import escape_filter_chars
 
 from apd.address import is_domain
 from apd.errors import StoreError, StoreUnavailable
+from apd.store.accounts import collect_alias_targets
 from apd.store.base import BACKOFF_FIRST, BACKOFF_MAX
 
 log = logging.getLogger(__name__)
@@ -289,23 +290,17 @@ class LdapAccounts:
         return self.alias_targets([domain])[domain.lower()]
 
     def alias_targets(self, domains: Iterable[str]) -> dict[str, str | None]:
-        """``alias_target`` of several domains in one search: {lowercased domain: target or None}."""
-        found: dict[str, str | None] = {domain.lower(): None for domain in domains}
-        wanted = [domain for domain in found if is_domain(domain)]
-        if not wanted:
-            return found
-        entries = self.search(
-            self.basedn, ldap.SCOPE_ONELEVEL, alias_targets_filter(wanted), ["domainName", "domainAliasName"]
-        )
-        for _dn, attrs in entries:  # in the server's order: the first entry naming a domain wins, as one search
-            names = _values(attrs, "domainName")
-            if not names:
-                continue
-            for alias in _values(attrs, "domainAliasName"):
-                alias = alias.lower()
-                if alias in found and found[alias] is None:
-                    found[alias] = names[0].lower()
-        return found
+        """``alias_target`` of several domains in one search."""
+
+        def pairs(wanted: list[str]) -> Iterator[tuple[str, str]]:
+            attrs = ["domainName", "domainAliasName"]
+            for _dn, entry in self.search(self.basedn, ldap.SCOPE_ONELEVEL, alias_targets_filter(wanted), attrs):
+                names = _values(entry, "domainName")
+                if names:
+                    for alias in _values(entry, "domainAliasName"):
+                        yield alias, names[0]
+
+        return collect_alias_targets(domains, pairs)
 
     # --- LDAP-only lookups for later checks
 
