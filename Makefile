@@ -12,7 +12,7 @@ ARGS ?=
 # than on a plain source build (pyenv's). Any other python3 when it cannot make a venv.
 PYTHON  ?= $(shell /usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1 && echo /usr/bin/python3 || echo python3)
 
-.PHONY: run test venv venv-ldap venv-dev deps debian-deps bench lint conf check-config init-db clean install \
+.PHONY: run test venv venv-ldap venv-dev deps debian-deps bench lint conf check-config init-db clean install uninstall \
         wblist-admin greylisting-admin cleanup-db spf-to-greylist-whitelists
 
 # What `make run` needs: apd and the SQL drivers, all wheels (no compiler, no Debian package).
@@ -113,6 +113,16 @@ install:
 	  sed -e 's|/usr/local/bin/|$(BINDIR)/|g' -e 's|/etc/apd/|$(ETCDIR)/|g' $$u > $(UNITDIR)/$$(basename $$u); done
 	if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
 	@echo "installed: $(BINDIR)/apd -> $(PREFIX); settings $(ETCDIR)/settings.py; start with: systemctl enable --now apd"
+
+# Removes what `make install` put in place but the settings, the account and the data (/var/lib/apd).
+uninstall:
+	if [ -d /run/systemd/system ]; then systemctl disable --now apd apd-cleanup.timer apd-spf-whitelists.timer || true; fi
+	for u in systemd/*.service systemd/*.timer; do rm -f $(UNITDIR)/$$(basename $$u); done
+	if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+	for c in $(COMMANDS); do \
+	  if [ "$$(readlink $(BINDIR)/$$c)" = "$(PREFIX)/bin/$$c" ]; then rm -f $(BINDIR)/$$c; fi; done
+	rm -rf $(PREFIX)
+	@echo "removed apd from $(PREFIX); kept $(ETCDIR), the account $(APD_USER) and /var/lib/apd"
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -111,3 +111,17 @@ def test_installed_daemon_answers(installed: Path, tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0
+
+
+def test_uninstall_keeps_the_settings_and_foreign_commands(tmp_path: Path) -> None:
+    assert make_install(tmp_path).returncode == 0
+    (tmp_path / "bin" / "other").symlink_to("/bin/true")  # not apd's: stays
+    (tmp_path / "bin" / "apd-cleanup-db").unlink()
+    (tmp_path / "bin" / "apd-cleanup-db").symlink_to("/bin/true")  # replaced by the admin: stays
+    dirs = [f"{name}={tmp_path / sub}" for name, sub in DIRS.items()]
+    done = subprocess.run(["make", "-s", "uninstall", *dirs, "APD_USER="], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert not (tmp_path / "opt").exists()
+    assert sorted(p.name for p in (tmp_path / "bin").iterdir()) == ["apd-cleanup-db", "other"]
+    assert list((tmp_path / "units").iterdir()) == []
+    assert (tmp_path / "etc" / "settings.py").exists()
