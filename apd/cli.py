@@ -123,8 +123,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def missing_driver(settings) -> str | None:
     """What --check-config reports when the backend's Python driver is not installed."""
-    if settings.backend == "sqlite":
-        return None
     from apd.errors import StoreError
     from apd.store.servers import check_drivers
 

@@ -343,7 +343,8 @@ def _describe_exit(code: int) -> str:
 
 
 def prepare_store(settings: Any) -> None:
-    """Database servers: check that their Python drivers import. SQLite: create the file and its tables at first start, owned by the account workers run as.
+    """Database servers: check that their Python drivers import. SQLite: create the file and its
+    tables at first start, owned by the account workers run as.
 
     SQLite writes -wal/-shm files beside the database, so the folder goes to that account too, but
     only a folder of its own (made by apd, apd's default, or holding nothing but this database):

@@ -29,7 +29,7 @@ from bench.measure import (
     wait_until_answering,
 )
 from bench.report import cell_order, format_memory, format_table, verdict
-from bench.scenarios import FULL_TABLE, NULL_PARSE, SCENARIOS, Scenario, selected
+from bench.scenarios import FULL_TABLE, SCENARIOS, Scenario, selected
 
 
 def parser() -> argparse.ArgumentParser:
@@ -74,7 +74,7 @@ def plan(scenarios: Sequence[Scenario], explicit: set[str], table: tuple[Cell, .
 
 def start(scenario: Scenario, workers: int, stack: contextlib.ExitStack) -> Any:
     if scenario.settings is None:
-        return stack.enter_context(null_server(workers, scenario.label == NULL_PARSE))
+        return stack.enter_context(null_server(workers, scenario.parse_requests))
     settings = {"workers": workers, **scenario.settings}
     return stack.enter_context(apd_server(settings, scenario.environment))
 

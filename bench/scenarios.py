@@ -41,6 +41,7 @@ class Scenario:
     baseline: str = NULL  # the ratio column divides by this scenario's figures for the same cell
     environment: Callable[..., Any] | None = None  # workdir -> context manager yielding extra settings
     default: bool = True  # run by a plain `make bench`
+    parse_requests: bool = False  # null server only: split each request into a dict (bench/null_server.py --parse)
     doc: str = ""
 
 
@@ -50,6 +51,7 @@ SCENARIOS = [
         NULL_PARSE,
         None,
         cells=AT_50,
+        parse_requests=True,
         doc="the null server splitting each request into a dict before answering: the most a Python "
         "server that reads its requests can reach, for reading issue 2's ratio",
     ),

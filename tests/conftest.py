@@ -1,6 +1,7 @@
 import pytest
 
 from tests.helpers.apd_process import ApdProcess
+from tests.helpers.backends import SCHEMA_CASES
 
 
 @pytest.fixture
@@ -74,13 +75,18 @@ def postgres_server():
 @pytest.fixture(params=["sqlite", "mysql", "pgsql"])
 def sql_backend(request, tmp_path):
     """A Store with empty tables on SQLite, MariaDB and PostgreSQL in turn (tests/helpers/backends.py)."""
-    from tests.helpers.backends import open_fresh_store, sqlite_settings
+    from tests.helpers.backends import fresh_store
 
-    kind = request.param
-    if kind == "sqlite":
-        store = open_fresh_store(kind, sqlite_settings(tmp_path))
-    else:
-        server = request.getfixturevalue("mariadb_server" if kind == "mysql" else "postgres_server")
-        store = open_fresh_store(kind, server.settings("apd"), server)
+    store = fresh_store(request, tmp_path, request.param)
+    yield store
+    store.close()
+
+
+@pytest.fixture(params=SCHEMA_CASES, ids=[f"{kind}-{schema}" for kind, schema in SCHEMA_CASES])
+def schema_store(request, tmp_path):
+    """As ``sql_backend``, also on the real iRedMail schemas of MariaDB and PostgreSQL."""
+    from tests.helpers.backends import fresh_store
+
+    store = fresh_store(request, tmp_path, *request.param)
     yield store
     store.close()

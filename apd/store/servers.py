@@ -64,6 +64,13 @@ DRIVERS = {
 }
 
 
+DRIVER_INSTALL = {
+    "PyMySQL": "pip install 'apd[mysql]'",
+    "psycopg2": "pip install 'apd[pgsql]'",
+    "python-ldap": "apt install libldap2-dev libsasl2-dev, then pip install 'apd[ldap]' (or: make venv-ldap)",
+}
+
+
 def check_drivers(settings: Any) -> None:
     """Fail at start-up, with what to install, when this backend's Python modules are missing.
 
@@ -71,6 +78,8 @@ def check_drivers(settings: Any) -> None:
     respawned in a loop. python-ldap is not in the ``make run`` venv: it compiles against
     libldap and libsasl, which a fresh Debian machine does not have.
     """
+    if settings.backend == "sqlite":
+        return  # the standard library's sqlite3
     needed = [DRIVERS[sql_dialect_name(settings)][:2]]
     if settings.backend == "ldap":
         needed.append(("python-ldap", "ldap"))
@@ -79,13 +88,6 @@ def check_drivers(settings: Any) -> None:
             importlib.import_module(module_name)
         except ImportError as exc:
             raise StoreError(f"backend {settings.backend!r} needs {driver}: {DRIVER_INSTALL[driver]} ({exc})") from exc
-
-
-DRIVER_INSTALL = {
-    "PyMySQL": "pip install 'apd[mysql]'",
-    "psycopg2": "pip install 'apd[pgsql]'",
-    "python-ldap": "apt install libldap2-dev libsasl2-dev, then pip install 'apd[ldap]' (or: make venv-ldap)",
-}
 
 
 def make_dialect(kind: str, params: dict[str, Any], timeout: float) -> Dialect:

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 SQL_BACKENDS = ("sqlite", "mysql", "pgsql")
+# (backend, schema set): apd's own DDL, and the real iRedMail schemas on the servers.
+SCHEMA_CASES = [("sqlite", "apd"), ("mysql", "apd"), ("mysql", "iredmail"), ("pgsql", "apd"), ("pgsql", "iredmail")]
 
 
 def sqlite_settings(tmp_path: Path, **overrides: Any) -> Any:
@@ -33,3 +35,13 @@ def open_fresh_store(kind: str, settings: Any, server: Any = None, schema: str =
     store.settings = settings
     store.backend = kind
     return store
+
+
+def fresh_store(request: Any, tmp_path: Path, kind: str, schema: str = "apd") -> Any:
+    """``open_fresh_store`` for a fixture: SQLite in ``tmp_path``, else the session's server of
+    that kind (skipped when its ``schema`` set is not loaded)."""
+    if kind == "sqlite":
+        return open_fresh_store(kind, sqlite_settings(tmp_path))
+    server = request.getfixturevalue("mariadb_server" if kind == "mysql" else "postgres_server")
+    server.require_schema(schema)
+    return open_fresh_store(kind, server.settings(schema), server, schema)

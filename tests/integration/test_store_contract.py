@@ -13,30 +13,13 @@ import pytest
 
 from apd.errors import DuplicateKey, StoreError
 from apd.store.sessions import COLUMNS, session_row
-from tests.helpers.backends import open_fresh_store, sqlite_settings
 
 pytestmark = pytest.mark.servers
 
-CASES = [
-    ("sqlite", "apd"),
-    ("mysql", "apd"),
-    ("mysql", "iredmail"),
-    ("pgsql", "apd"),
-    ("pgsql", "iredmail"),
-]
 
-
-@pytest.fixture(params=CASES, ids=[f"{k}-{s}" for k, s in CASES])
-def store(request, tmp_path):
-    kind, schema = request.param
-    if kind == "sqlite":
-        st = open_fresh_store(kind, sqlite_settings(tmp_path))
-    else:
-        server = request.getfixturevalue("mariadb_server" if kind == "mysql" else "postgres_server")
-        server.require_schema(schema)
-        st = open_fresh_store(kind, server.settings(schema), server, schema)
-    yield st
-    st.close()
+@pytest.fixture
+def store(schema_store):
+    return schema_store
 
 
 def add_domain(store, domain: str, active: int = 1, backupmx: int = 0) -> None:

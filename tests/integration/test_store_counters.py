@@ -12,25 +12,16 @@ import pytest
 
 from apd.store import open_store
 from apd.store.greylisting import Times
-from tests.helpers.backends import open_fresh_store, sqlite_settings
+from tests.helpers.backends import open_fresh_store
 
 pytestmark = pytest.mark.servers
 
-CASES = [("sqlite", "apd"), ("mysql", "apd"), ("mysql", "iredmail"), ("pgsql", "apd"), ("pgsql", "iredmail")]
 PROCESSES, PER_PROCESS = 4, 250
 
 
-@pytest.fixture(params=CASES, ids=[f"{k}-{s}" for k, s in CASES])
-def store(request, tmp_path):
-    kind, schema = request.param
-    if kind == "sqlite":
-        st = open_fresh_store(kind, sqlite_settings(tmp_path))
-    else:
-        server = request.getfixturevalue("mariadb_server" if kind == "mysql" else "postgres_server")
-        server.require_schema(schema)
-        st = open_fresh_store(kind, server.settings(schema), server, schema)
-    yield st
-    st.close()
+@pytest.fixture
+def store(schema_store):
+    return schema_store
 
 
 def throttle_id(store, account: str = "user@example.com") -> int:

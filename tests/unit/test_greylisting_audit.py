@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 
 from apd import settings as settings_module
-from apd.checks.greylisting import Greylisting, Timing
-from apd.store import open_store, sqlite
+from apd.checks.greylisting import Timing
 from apd.store.greylisting import Times, greylisted_after
-from tests.unit.test_greylisting_check import CLIENT, GREY, RCPT, SENDER, T0, Env, FakeSpf
+from tests.unit.test_greylisting_check import CLIENT, GREY, RCPT, SENDER, T0, FakeSpf, greylisting_env
 
 ROOT = Path(__file__).resolve().parents[2]
 AUTH = 30 * 86400
@@ -21,18 +20,7 @@ AUTH = 30 * 86400
 
 @pytest.fixture
 def env(tmp_path):
-    """The greylisting check on a fresh SQLite store (as tests/unit/test_greylisting_check.py)."""
-
-    def make(**overrides):
-        values = {"backend": "sqlite", "sqlite_db_path": str(tmp_path / "apd.sqlite3"), "GREYLISTING_BYPASS_SPF": False}
-        settings = settings_module.defaults().replace(**{**values, **overrides})
-        store = open_store(settings)
-        sqlite.initialise(store.iredapd)
-        check = Greylisting(settings, store)
-        check._spf = FakeSpf()
-        return Env(settings, store, check)
-
-    return make
+    return greylisting_env(tmp_path)
 
 
 def tracking(e, client=CLIENT):

@@ -34,6 +34,12 @@ class FakeSpf:
 
 @pytest.fixture
 def env(tmp_path):
+    return greylisting_env(tmp_path)
+
+
+def greylisting_env(tmp_path):
+    """``make(**settings)`` -> Env: the greylisting check on a fresh SQLite store, DNS replaced by FakeSpf."""
+
     def make(**overrides):
         values = {"backend": "sqlite", "sqlite_db_path": str(tmp_path / "apd.sqlite3"), "GREYLISTING_BYPASS_SPF": False}
         values.update(overrides)
