@@ -6,7 +6,7 @@ import logging
 import os
 import pwd
 import resource
-import select
+import selectors
 import signal
 import socket
 import struct
@@ -26,7 +26,7 @@ EX_BOOT_LOOP = 3  # workers keep dying right after start: halt instead of forkin
 FAST_DEATHS_LIMIT = 10
 FAST_DEATH_SECONDS = 2.0
 STOP_TIMEOUT = 15.0  # a stopping worker gets this long before SIGKILL
-READY_TIMEOUT = 30.0  # on reload, old workers leave when the new ones are ready, or after this
+ROLLBACK_WINDOW = 60.0  # workers dying at start this soon after a reload: back to the previous settings
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
 _PID = struct.Struct("=i")  # a worker reports readiness by writing its pid (atomic: < PIPE_BUF)
 
@@ -40,7 +40,6 @@ class HaltServer(Exception):
 @dataclass
 class WorkerInfo:
     pid: int
-    generation: int
     started: float
     ready: bool = False
     last_seen: float = 0.0  # monotonic time of the last heartbeat
@@ -53,13 +52,11 @@ class Master:
     settings_path: str | None
     reconfigure_logging: Callable[[Any], None] = lambda settings: None
     workers: dict[int, WorkerInfo] = field(default_factory=dict)
-    generation: int = 0
-    generations: int = 0  # the highest generation number used so far
     signals: list[int] = field(default_factory=list)
     fast_deaths: int = 0
-    # While a reload is under way: the previous (settings, planned, generation) and when to give up waiting.
-    previous: tuple[Any, list[Any], int] | None = None
-    retire_by: float = 0.0
+    # After a reload: the previous (settings, planned), kept for ROLLBACK_WINDOW from reloaded_at.
+    previous: tuple[Any, list[Any]] | None = None
+    reloaded_at: float = 0.0
     announced: bool = False  # READY=1 sent to systemd
 
     def run(self) -> int:
@@ -77,6 +74,9 @@ class Master:
         self.ready_r, self.ready_w = os.pipe()
         for fd in (self.wake_r, self.wake_w, self.ready_r, self.ready_w):
             os.set_blocking(fd, False)
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(self.wake_r, selectors.EVENT_READ)
+        self.selector.register(self.ready_r, selectors.EVENT_READ)
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
         for signum in HANDLED_SIGNALS:
             signal.signal(signum, self._record_signal)
@@ -100,10 +100,7 @@ class Master:
 
     def _loop(self) -> int:
         while True:
-            try:
-                select.select([self.wake_r, self.ready_r], [], [], 0.5)
-            except InterruptedError:
-                pass
+            self.selector.select(0.5)
             _drain(self.wake_r)
             self._read_ready()
             if not self.announced and any(w.ready for w in self.workers.values()):
@@ -122,7 +119,6 @@ class Master:
                     self._reload()
             self._reap()
             self._spawn_missing()
-            self._finish_reload()
             self._kill_overdue()
             self._kill_hung()
 
@@ -144,7 +140,7 @@ class Master:
     # --- workers
 
     def _spawn_missing(self) -> None:
-        current = [w for w in self.workers.values() if w.generation == self.generation and w.kill_at is None]
+        current = [w for w in self.workers.values() if w.kill_at is None]
         for _ in range(self.settings.worker_count - len(current)):
             self._spawn()
 
@@ -161,16 +157,24 @@ class Master:
             code = 1
             try:
                 signal.set_wakeup_fd(-1)
+                self.selector.close()
                 for fd in (self.wake_r, self.wake_w, self.ready_r):
                     os.close(fd)
-                worker = Worker(self.listeners, self.settings, self.planned, self.generation, self.ready_w)
+                worker = Worker(
+                    self.listeners,
+                    self.settings,
+                    self.planned,
+                    ready_fd=self.ready_w,
+                    settings_path=self.settings_path,
+                    reconfigure_logging=self.reconfigure_logging,
+                )
                 code = worker.run()
             except BaseException:
                 log.exception("worker %d failed", os.getpid())
             finally:
                 logging.shutdown()
                 os._exit(code)
-        self.workers[pid] = WorkerInfo(pid, self.generation, time.monotonic())
+        self.workers[pid] = WorkerInfo(pid, time.monotonic())
         signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
 
     def _read_ready(self) -> None:
@@ -212,7 +216,7 @@ class Master:
             self.fast_deaths += 1
             if self.fast_deaths < FAST_DEATHS_LIMIT:
                 continue
-            if self.previous is not None:
+            if self.previous is not None and time.monotonic() - self.reloaded_at < ROLLBACK_WINDOW:
                 self._roll_back()
                 continue
             raise HaltServer("workers die right after starting; see the errors above", EX_BOOT_LOOP)
@@ -255,7 +259,7 @@ class Master:
                     pass
                 self.workers.pop(pid, None)
 
-    # --- reload: new workers first; the old ones leave once the new ones are ready
+    # --- reload: each worker re-reads the settings between two requests and keeps its connections
 
     def _reload(self) -> None:
         try:
@@ -263,45 +267,37 @@ class Master:
             planned, warnings = check_registry.plan(new)
         except settings_module.ConfigError as exc:
             for problem in exc.problems:
-                log.error("reload refused: %s", problem)
+                log.error("reload refused, keeping the running settings: %s", problem)
             return
         for warning in (*new.warnings, *warnings):
             log.warning("%s", warning)
         if (new.listen_address, new.listen_port) != (self.settings.listen_address, self.settings.listen_port):
             log.warning("listen_address/listen_port changed: a restart is needed for that part")
             new = new.replace(listen_address=self.settings.listen_address, listen_port=self.settings.listen_port)
+        if new.run_as_user != self.settings.run_as_user:
+            log.warning("run_as_user changed: a restart is needed for that part")
         try:
             prepare_store(new)
         except Exception as exc:  # e.g. a new sqlite_db_path we may not create after dropping root
             log.warning("reload: cannot prepare the store: %s", exc)
-        if self.previous is None:
-            self.previous = (self.settings, self.planned, self.generation)
+        self.previous = (self.settings, self.planned)
+        self.reloaded_at = time.monotonic()
         self.settings, self.planned = new, planned
         self.reconfigure_logging(new)
-        self.generations += 1
-        self.generation = self.generations
         self.fast_deaths = 0
-        self.retire_by = time.monotonic() + READY_TIMEOUT
+        serving = sorted(pid for pid, w in self.workers.items() if w.kill_at is None)
+        for pid in serving:
+            _kill(pid, signal.SIGHUP)
+        surplus = len(serving) - new.worker_count
+        if surplus > 0:
+            self._ask_to_stop(serving[-surplus:])
         self._spawn_missing()
         log.info("reloading settings; checks: %s", ", ".join(p.name for p in planned) or "(none)")
 
-    def _finish_reload(self) -> None:
-        if self.previous is None:
-            return
-        current = [w for w in self.workers.values() if w.generation == self.generation and w.kill_at is None]
-        all_ready = len(current) >= self.settings.worker_count and all(w.ready for w in current)
-        if not all_ready and time.monotonic() < self.retire_by:
-            return
-        old = [pid for pid, w in self.workers.items() if w.generation != self.generation and w.kill_at is None]
-        self._ask_to_stop(old)
-        self.previous = None
-        log.info("reloaded: %d new workers serve, %d old ones finish their requests", len(current), len(old))
-
     def _roll_back(self) -> None:
-        settings, planned, generation = self.previous
-        log.error("reload failed: the new workers die right after starting; keeping the previous settings")
-        self._ask_to_stop([pid for pid, w in self.workers.items() if w.generation != generation])
-        self.settings, self.planned, self.generation = settings, planned, generation
+        settings, planned = self.previous
+        log.error("reload failed: new workers die right after starting; they start with the previous settings")
+        self.settings, self.planned = settings, planned
         self.reconfigure_logging(settings)
         self.previous = None
         self.fast_deaths = 0

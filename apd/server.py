@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import errno
-import logging
-import select
 import socket
 import socketserver
-import time
+from collections import deque
 from typing import Any, Callable
 
-from apd.protocol import ProtocolError, RequestReader, format_reply
-
-log = logging.getLogger(__name__)
+from apd.protocol import PolicyRequest, ProtocolError, RequestReader, format_reply
 
 LISTEN_BACKLOG = 4096  # the kernel caps it at net.core.somaxconn
-IDLE_TIMEOUT = 330.0  # a little above Postfix's smtpd_policy_service_max_idle (300 s)
-SEND_TIMEOUT = 10.0
+IDLE_TIMEOUT = 330.0  # between requests: a little above Postfix's smtpd_policy_service_max_idle (300 s)
+SEND_TIMEOUT = 30.0  # replies owed that a client has not read for this long: it is not reading
+RECV_SIZE = 16384
+# A client reading no replies: stop reading its requests once this much is owed or this many
+# requests wait, so one connection cannot hold more than a bounded amount of memory.
+OUTBOX_PAUSE = 16384
+PENDING_PAUSE = 256
+OUTBOX_LIMIT = 1 << 20
+ANSWERS_PER_TURN = 16  # then the other ready connections get their turn
 
 
 class PolicyListener(socketserver.TCPServer):
@@ -58,78 +61,161 @@ def bind_listeners(listen_address: str, port: int) -> list[PolicyListener]:
 
 
 class Connection:
-    """One Postfix connection inside a worker: buffers input, answers complete requests in order."""
+    """One Postfix connection inside a worker. Nothing here blocks.
 
-    def __init__(self, sock: socket.socket, peer: Any, reader: RequestReader, now: float):
+    Input is parsed into ``pending`` requests; their replies go to ``outbox`` and leave as fast
+    as the client reads them. A client that pipelines requests and reads no replies fills only
+    its own outbox: the worker stops reading from it at OUTBOX_PAUSE and drops it when the
+    outbox has not moved for SEND_TIMEOUT (or, after one burst, exceeds OUTBOX_LIMIT).
+
+    Methods return None to keep the connection, or why to close it (``Drop``).
+    """
+
+    __slots__ = (
+        "sock",
+        "peer",
+        "reader",
+        "request_timeout",
+        "last_active",
+        "request_started",
+        "stalled_since",
+        "pending",
+        "outbox",
+        "closing",
+        "answered",
+        "events",
+    )
+
+    def __init__(self, sock: socket.socket, peer: Any, reader: RequestReader, now: float, request_timeout: float):
         self.sock = sock
         self.peer = peer
         self.reader = reader
-        self.last_active = now
+        self.request_timeout = request_timeout
+        self.last_active = now  # accepted, or the last non-empty request completed
+        self.request_started: float | None = None  # first byte of an unfinished request
+        self.stalled_since: float | None = None  # the outbox stopped moving
+        self.pending: deque[PolicyRequest] = deque()
+        self.outbox = bytearray()
+        self.closing: Drop | None = None  # close once the replies owed have gone
         self.answered = 0
+        self.events = 0  # selector interest, kept by the worker
         sock.setblocking(False)
 
     def fileno(self) -> int:
         return self.sock.fileno()
 
-    def serve_ready(self, answer: Callable[[Any], str], now: float) -> bool:
-        """Read what is there and answer every complete request. False: close the connection."""
+    @property
+    def peer_address(self) -> str:
+        return str(self.peer[0]) if isinstance(self.peer, tuple) and self.peer else str(self.peer or "?")
+
+    def wants_input(self) -> bool:
+        return self.closing is None and len(self.outbox) < OUTBOX_PAUSE and len(self.pending) < PENDING_PAUSE
+
+    def can_answer(self) -> bool:
+        return bool(self.pending) and len(self.outbox) < OUTBOX_PAUSE
+
+    def busy(self) -> bool:
+        """Part of a request, a request or a reply is still under way."""
+        return bool(self.pending or self.outbox) or self.reader.in_request
+
+    def receive(self, now: float) -> Drop | None:
+        """Read what is there into ``pending``."""
         try:
-            data = self.sock.recv(65536)
+            data = self.sock.recv(RECV_SIZE)
         except (BlockingIOError, InterruptedError):
-            return True
+            return None
         except OSError as exc:
-            if exc.errno not in (errno.ECONNRESET, errno.EPIPE, errno.ETIMEDOUT):
-                log.warning("connection from %s: read error: %s", self.peer, exc)
-            return False
+            if exc.errno in (errno.ECONNRESET, errno.EPIPE, errno.ETIMEDOUT):
+                return Drop.gone()
+            return Drop("read error", str(exc))
         if not data:
-            return False
-        self.last_active = now
+            return Drop.gone()
+        reader = self.reader
         try:
-            requests = self.reader.feed(data)
+            requests = reader.feed(data)
         except ProtocolError as exc:
-            log.warning("connection from %s closed: protocol error: %s", self.peer, exc)
-            return False
-        for request in requests:  # those completed before a breach are still answered
+            return Drop("protocol error", str(exc))
+        if requests:
+            self.pending.extend(requests)
+            self.request_started = now if reader.in_request else None
+        elif self.request_started is None:
+            self.request_started = now
+        if reader.error is not None:  # the requests completed before the breach are still answered
+            self.closing = Drop("protocol error", str(reader.error))
+        return None
+
+    def answer_pending(self, answer: Callable[[PolicyRequest], str | None], now: float) -> Drop | None:
+        """Answer up to ANSWERS_PER_TURN pending requests while the outbox has room, then send."""
+        pending = self.pending
+        replies = []
+        for _ in range(ANSWERS_PER_TURN):
+            if not pending or len(self.outbox) >= OUTBOX_PAUSE:
+                break
+            request = pending.popleft()
             action = answer(request)
             if action is None:
-                return False
-            if not self._send(format_reply(action)):
-                return False
+                pending.clear()
+                self.closing = Drop("protocol error", "request without protocol_state")
+                break
+            replies.append(format_reply(action))
             self.answered += 1
-        if self.reader.error is not None:
-            log.warning("connection from %s closed: protocol error: %s", self.peer, self.reader.error)
-            return False
-        return True
+            if not request.empty:
+                self.last_active = now
+        if replies:
+            self.outbox += b"".join(replies) if len(replies) > 1 else replies[0]
+        return self.send(now)
 
-    def _send(self, payload: bytes) -> bool:
-        try:
-            sent = self.sock.send(payload)
-        except (BlockingIOError, InterruptedError):
-            sent = 0
-        except OSError:
-            return False
-        # A reply is small: it nearly always goes in one send, the rest waits for the client.
-        return sent == len(payload) or self._send_rest(payload[sent:])
-
-    def _send_rest(self, payload: bytes) -> bool:
-        deadline = time.monotonic() + SEND_TIMEOUT
-        view = memoryview(payload)
-        while view:
+    def send(self, now: float) -> Drop | None:
+        outbox = self.outbox
+        if outbox:
             try:
-                sent = self.sock.send(view)
-                view = view[sent:]
+                sent = self.sock.send(outbox)
             except (BlockingIOError, InterruptedError):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    log.warning("connection from %s closed: client does not read replies", self.peer)
-                    return False
-                select.select([], [self.sock], [], remaining)
+                sent = 0
             except OSError:
-                return False
-        return True
+                return Drop.gone()
+            if sent:
+                del outbox[:sent]
+                self.stalled_since = now if outbox else None
+            elif self.stalled_since is None:
+                self.stalled_since = now
+            if len(outbox) > OUTBOX_LIMIT:
+                return Drop("slow reader", f"over {OUTBOX_LIMIT} bytes of replies unread")
+        if self.closing is not None and not outbox and not self.pending:
+            return self.closing
+        return None
+
+    def expired(self, now: float) -> Drop | None:
+        """Checked about once a second by the worker."""
+        if self.outbox and self.stalled_since is not None and now - self.stalled_since > SEND_TIMEOUT:
+            return Drop("slow reader", f"replies unread for {SEND_TIMEOUT:.0f} s")
+        if self.request_started is not None and now - self.request_started > self.request_timeout:
+            return Drop("request timeout", f"request not complete {self.request_timeout:g} s after its first byte")
+        if not self.busy() and now - self.last_active > IDLE_TIMEOUT:
+            return Drop.gone()  # idle as long as Postfix would keep it: not a breach
+        return None
 
     def close(self) -> None:
         try:
             self.sock.close()
         except OSError:
             pass
+
+
+class Drop:
+    """Why a connection closes: ``reason`` names the kind (counted), ``detail`` says more.
+    A ``quiet`` drop is the ordinary end of a connection and is neither counted nor logged."""
+
+    __slots__ = ("reason", "detail", "quiet")
+
+    def __init__(self, reason: str, detail: str = "", quiet: bool = False):
+        self.reason = reason
+        self.detail = detail
+        self.quiet = quiet
+
+    @classmethod
+    def gone(cls) -> "Drop":
+        return cls("closed", quiet=True)
+
+    def __repr__(self) -> str:
+        return f"Drop({self.reason!r}, {self.detail!r})"

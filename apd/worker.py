@@ -10,14 +10,16 @@ import signal
 import socket
 import struct
 import time
-from typing import Any
+from typing import Any, Callable
 
 from apd import checks as check_registry
+from apd import settings as settings_module
 from apd.decision_log import DecisionWriter, decision_writer
+from apd.drop_log import DropLog
 from apd.policy import Policy, describe
 from apd.protocol import PolicyRequest, RequestReader, lacks_protocol_state
-from apd.server import IDLE_TIMEOUT, Connection
-from apd.store import open_store
+from apd.server import Connection, Drop
+from apd.store import open_store, resolve_paths
 
 log = logging.getLogger(__name__)
 
@@ -32,23 +34,36 @@ ACCEPT_PAUSE = 0.5
 # serve them on one core while the others idled (bench: 134 of 200 on one worker).
 ACCEPT_PER_WAKEUP = 1
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
+READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 
 
 class Worker:
     def __init__(
-        self, listeners: list[Any], settings: Any, planned: list[Any], generation: int, ready_fd: int | None = None
+        self,
+        listeners: list[Any],
+        settings: Any,
+        planned: list[Any],
+        ready_fd: int | None = None,
+        settings_path: str | None = None,
+        reconfigure_logging: Callable[[Any], None] = lambda settings: None,
     ):
         self.listeners = listeners
         self.settings = settings
         self.planned = planned
-        self.generation = generation
         self.ready_fd = ready_fd  # our pid written here: "accepting" at first, then a heartbeat each TICK
+        self.settings_path = settings_path  # re-read on SIGHUP
+        self.reconfigure_logging = reconfigure_logging
         self.stopping = False
+        self.reload_asked = False
         self.accept_paused_until = 0.0  # out of descriptors: accepting resumes at this moment
         self.parent = os.getppid()
         self.selector = selectors.DefaultSelector()
         self.connections: dict[int, Connection] = {}
+        self.backlog: set[Connection] = set()  # parsed requests left for the next turn
+        self.drops = DropLog(log)
         self.decisions: DecisionWriter | None = None  # the INFO line per decision, see apd/decision_log.py
+        self.store: Any = None
+        self.checks: list[Any] = []
 
     def run(self) -> int:
         wake_r, wake_w = socket.socketpair()
@@ -57,16 +72,13 @@ class Worker:
         signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGHUP, self._on_reload)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)  # the master blocked them across fork
-        store = open_store(self.settings)
-        checks = check_registry.instantiate(self.planned, self.settings, store)
-        self.policy = Policy(checks, self.settings, store)
-        self.decisions = decision_writer(log)
-        self.selector.register(wake_r, selectors.EVENT_READ, "wake")
+        self._configure(self.settings, self.planned)
+        self.selector.register(wake_r, READ, "wake")
         for listener in self.listeners:
-            self.selector.register(listener.socket, selectors.EVENT_READ, listener)
+            self.selector.register(listener.socket, READ, listener)
         self._heartbeat()
         try:
             self._loop(wake_r)
@@ -75,10 +87,60 @@ class Worker:
                 self.decisions.flush()
             for conn in list(self.connections.values()):
                 conn.close()
-            for check in checks:
-                check.close()
-            store.close()
+            self._close_checks(self.checks, self.store)
         return 0
+
+    def _configure(self, settings: Any, planned: list[Any]) -> None:
+        """Build the store, the checks and the policy for ``settings``; raises on failure."""
+        store = open_store(settings)
+        try:
+            checks = check_registry.instantiate(planned, settings, store)
+        except BaseException:
+            store.close()
+            raise
+        self.settings, self.planned = settings, planned
+        self.store, self.checks = store, checks
+        self.policy = Policy(checks, settings, store)
+        self.request_timeout = float(settings.get("REQUEST_TIMEOUT", 30.0))
+        self.delimiters = tuple(settings.RECIPIENT_DELIMITERS)
+        self.decisions = decision_writer(log)
+
+    def _reload(self) -> None:
+        """SIGHUP: new settings and checks between two requests; connections stay open."""
+        self.reload_asked = False
+        old_settings, old_checks, old_store = self.settings, self.checks, self.store
+        try:
+            new = resolve_paths(settings_module.load(self.settings_path))
+            planned, _ = check_registry.plan(new)  # the master logged the warnings
+            new = new.replace(listen_address=old_settings.listen_address, listen_port=old_settings.listen_port)
+            if self.decisions is not None:
+                self.decisions.flush()
+            self.reconfigure_logging(new)
+            self._configure(new, planned)
+        except settings_module.ConfigError as exc:
+            self.reconfigure_logging(old_settings)
+            self.decisions = decision_writer(log)
+            log.error("worker %d: reload refused, keeping the running settings: %s", os.getpid(), exc)
+            return
+        except Exception:
+            self.reconfigure_logging(old_settings)
+            self.decisions = decision_writer(log)
+            log.exception("worker %d: reload failed, keeping the running settings", os.getpid())
+            return
+        for conn in self.connections.values():
+            conn.reader.delimiters = self.delimiters
+            conn.request_timeout = self.request_timeout
+        self._close_checks(old_checks, old_store)
+
+    @staticmethod
+    def _close_checks(checks: list[Any], store: Any) -> None:
+        for check in checks:
+            try:
+                check.close()
+            except Exception:
+                log.exception("closing check %s failed", getattr(check, "name", check))
+        if store is not None:
+            store.close()
 
     def _heartbeat(self) -> None:
         """Tell the master we are ready and not stuck (it kills a worker silent for worker_timeout)."""
@@ -95,6 +157,9 @@ class Worker:
     def _on_stop(self, signum: int, frame: Any) -> None:
         self.stopping = True  # only a flag: no logging or I/O in a signal handler
 
+    def _on_reload(self, signum: int, frame: Any) -> None:
+        self.reload_asked = True
+
     def _loop(self, wake: socket.socket) -> None:
         stop_started = None
         last_sweep = flushed_at = time.monotonic()
@@ -106,15 +171,20 @@ class Worker:
                 self._drop_when_stopping(time.monotonic() - stop_started)
                 if not self.connections:
                     return
-            elif self.accept_paused_until and time.monotonic() >= self.accept_paused_until:
-                self._resume_accepting()
+            else:
+                if self.reload_asked:
+                    self._reload()
+                if self.accept_paused_until and time.monotonic() >= self.accept_paused_until:
+                    self._resume_accepting()
             timeout = TICK
-            if self.stopping or self.accept_paused_until:
+            if self.backlog:
+                timeout = 0
+            elif self.stopping or self.accept_paused_until:
                 timeout = STOP_TICK
             elif self.decisions is not None and self.decisions.holding():
                 timeout = LOG_FLUSH_INTERVAL  # held decision lines wait no longer than this
             events = self.selector.select(timeout)
-            for key, _ in events:
+            for key, mask in events:
                 target = key.data
                 if target == "wake":
                     try:
@@ -122,9 +192,14 @@ class Worker:
                     except BlockingIOError:
                         pass
                 elif isinstance(target, Connection):
-                    self._serve(target)
+                    self._on_ready(target, mask)
                 else:
                     self._accept(target)
+            if self.backlog:
+                for conn in list(self.backlog):
+                    self.backlog.discard(conn)
+                    if conn.fileno() in self.connections:
+                        self._work(conn)
             now = time.monotonic()
             if self.decisions is not None and (not events or now - flushed_at >= LOG_FLUSH_INTERVAL):
                 # Decision lines go out when the loop goes idle, and while it is busy every
@@ -137,7 +212,8 @@ class Worker:
                 if os.getppid() != self.parent:
                     log.error("master went away; worker %d exits", os.getpid())
                     return
-                self._close_idle(now)
+                self._expire(now)
+                self.drops.sweep(now)
 
     def _begin_stop(self) -> None:
         """Stop accepting (the master and other workers keep the socket) and answer what has arrived."""
@@ -147,7 +223,7 @@ class Worker:
             self.selector.unregister(listener.socket)
             listener.socket.close()
         for conn in list(self.connections.values()):
-            self._serve(conn)
+            self._on_ready(conn, READ)
 
     def _drop_when_stopping(self, elapsed: float) -> None:
         """Idle persistent connections go now (Postfix reconnects); a half-received request is
@@ -155,7 +231,7 @@ class Worker:
         for conn in list(self.connections.values()):
             if elapsed > STOP_GRACE:
                 self._drop(conn)
-            elif not conn.reader.in_request and (conn.answered or elapsed > FRESH_GRACE):
+            elif not conn.busy() and (conn.answered or elapsed > FRESH_GRACE):
                 self._drop(conn)
 
     def _accept(self, listener: Any) -> None:
@@ -173,10 +249,11 @@ class Worker:
                 else:
                     log.warning("accept failed: %s", exc)
                 return
-            reader = RequestReader(delimiters=tuple(self.settings.RECIPIENT_DELIMITERS))
-            conn = Connection(sock, peer, reader, time.monotonic())
+            reader = RequestReader(delimiters=self.delimiters)
+            conn = Connection(sock, peer, reader, time.monotonic(), self.request_timeout)
             self.connections[conn.fileno()] = conn
-            self.selector.register(sock, selectors.EVENT_READ, conn)
+            conn.events = READ
+            self.selector.register(sock, READ, conn)
 
     def _pause_accepting(self) -> None:
         if self.accept_paused_until:
@@ -187,21 +264,48 @@ class Worker:
 
     def _resume_accepting(self) -> None:
         for listener in self.listeners:
-            self.selector.register(listener.socket, selectors.EVENT_READ, listener)
+            self.selector.register(listener.socket, READ, listener)
         self.accept_paused_until = 0.0
 
-    def _serve(self, conn: Connection) -> None:
+    def _on_ready(self, conn: Connection, mask: int) -> None:
+        now = time.monotonic()
+        drop = None
+        if mask & WRITE:
+            drop = conn.send(now)
+        if drop is None and mask & READ and conn.wants_input():
+            drop = conn.receive(now)
+        if drop is not None:
+            self._drop(conn, drop)
+            return
+        self._work(conn)
+
+    def _work(self, conn: Connection) -> None:
+        """Answer what is pending (a turn's worth), then watch for what the connection needs next."""
         try:
-            keep = conn.serve_ready(self._answer, time.monotonic())
+            drop = conn.answer_pending(self._answer, time.monotonic())
         except Exception:  # a bug outside the checks: lose this connection, not the worker's others
-            log.exception("connection from %s closed: unexpected error", conn.peer)
-            keep = False
-        if not keep or (self.stopping and conn.answered and not conn.reader.in_request):
+            log.exception("connection from %s closed: unexpected error", conn.peer_address)
+            drop = Drop("internal error", quiet=True)
+        if drop is not None:
+            self._drop(conn, drop)
+            return
+        if self.stopping and conn.answered and not conn.busy():
             self._drop(conn)
+            return
+        wanted = (READ if conn.wants_input() else 0) | (WRITE if conn.outbox else 0)
+        if wanted != conn.events:
+            if not conn.events:
+                self.selector.register(conn.sock, wanted, conn)
+            elif wanted:
+                self.selector.modify(conn.sock, wanted, conn)
+            else:  # requests wait for their turn (the backlog), or the last replies before closing
+                self.selector.unregister(conn.sock)
+            conn.events = wanted
+        if conn.can_answer():
+            self.backlog.add(conn)
 
     def _answer(self, request: PolicyRequest) -> str | None:
         if lacks_protocol_state(request):
-            log.warning("request without protocol_state; closing the connection without a reply")
             return None
         now = time.time()
         decision = self.policy.decide(request, now)
@@ -212,17 +316,22 @@ class Worker:
                 self.policy.log_session(request, decision.action, now)
         return decision.action
 
-    def _close_idle(self, now: float) -> None:
+    def _expire(self, now: float) -> None:
         for conn in list(self.connections.values()):
-            if now - conn.last_active > IDLE_TIMEOUT:
-                self._drop(conn)
+            drop = conn.expired(now)
+            if drop is not None:
+                self._drop(conn, drop)
 
-    def _drop(self, conn: Connection) -> None:
+    def _drop(self, conn: Connection, drop: Drop | None = None) -> None:
         fd = conn.fileno()
         if fd in self.connections:
             del self.connections[fd]
-            try:
-                self.selector.unregister(conn.sock)
-            except (KeyError, ValueError):
-                pass
+            if conn.events:
+                try:
+                    self.selector.unregister(conn.sock)
+                except (KeyError, ValueError):
+                    pass
+        self.backlog.discard(conn)
+        if drop is not None and not drop.quiet:
+            self.drops.record(conn.peer_address, drop.reason, drop.detail, time.monotonic())
         conn.close()
