@@ -261,6 +261,13 @@ REGISTRY: tuple[Setting, ...] = (
         "Seconds a worker may spend on one request (or starting) before the master kills and replaces it;"
         " 0 = never. Postfix gives up after smtpd_policy_service_timeout (100 s).",
     ),
+    _S(
+        "REQUEST_TIMEOUT",
+        _positive_number,
+        30.0,
+        "Seconds a policy request may take to arrive, from its first byte; a client sending slower is"
+        " dropped. Between requests a connection may idle for Postfix's 300 s.",
+    ),
     _S("sqlite_db_path", _str, "", "SQLite database file for backend 'sqlite' (default: a state dir)."),
     _S("DNS_NAMESERVERS", _nameservers, (), "Nameservers ('ip' or 'ip:port') for every DNS lookup."),
     _S("STORE_FAILURE_ACTION", _action, "DUNNO", "Answer when a database is down: DUNNO or a 4xx."),

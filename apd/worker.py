@@ -101,7 +101,7 @@ class Worker:
         self.settings, self.planned = settings, planned
         self.store, self.checks = store, checks
         self.policy = Policy(checks, settings, store)
-        self.request_timeout = float(settings.get("REQUEST_TIMEOUT", 30.0))
+        self.request_timeout = settings.REQUEST_TIMEOUT
         self.delimiters = tuple(settings.RECIPIENT_DELIMITERS)
         self.decisions = decision_writer(log)
 
