@@ -12,7 +12,6 @@ from apd.protocol import PolicyRequest, ProtocolError, RequestReader, format_rep
 
 LISTEN_BACKLOG = 4096  # the kernel caps it at net.core.somaxconn
 IDLE_TIMEOUT = 330.0  # between requests: a little above Postfix's smtpd_policy_service_max_idle (300 s)
-SEND_TIMEOUT = 30.0  # replies owed that a client has not read for this long: it is not reading
 RECV_SIZE = 16384
 # A client reading no replies: stop reading its requests once this much is owed or this many
 # requests wait, so one connection cannot hold more than a bounded amount of memory.
@@ -66,7 +65,7 @@ class Connection:
     Input is parsed into ``pending`` requests; their replies go to ``outbox`` and leave as fast
     as the client reads them. A client that pipelines requests and reads no replies fills only
     its own outbox: the worker stops reading from it at OUTBOX_PAUSE and drops it when the
-    outbox has not moved for SEND_TIMEOUT (or, after one burst, exceeds OUTBOX_LIMIT).
+    outbox has not moved for ``request_timeout`` (or, after one burst, exceeds OUTBOX_LIMIT).
 
     Methods return None to keep the connection, or why to close it (``Drop``).
     """
@@ -187,8 +186,8 @@ class Connection:
 
     def expired(self, now: float) -> Drop | None:
         """Checked about once a second by the worker."""
-        if self.outbox and self.stalled_since is not None and now - self.stalled_since > SEND_TIMEOUT:
-            return Drop("slow reader", f"replies unread for {SEND_TIMEOUT:.0f} s")
+        if self.outbox and self.stalled_since is not None and now - self.stalled_since > self.request_timeout:
+            return Drop("slow reader", f"replies unread for {self.request_timeout:g} s")
         if self.request_started is not None and now - self.request_started > self.request_timeout:
             return Drop("request timeout", f"request not complete {self.request_timeout:g} s after its first byte")
         if not self.busy() and now - self.last_active > IDLE_TIMEOUT:

@@ -265,8 +265,8 @@ REGISTRY: tuple[Setting, ...] = (
         "REQUEST_TIMEOUT",
         _positive_number,
         30.0,
-        "Seconds a policy request may take to arrive, from its first byte; a client sending slower is"
-        " dropped. Between requests a connection may idle for Postfix's 300 s.",
+        "Seconds a client may take to send a policy request (from its first byte) or to read a reply;"
+        " a slower client is dropped. Between requests a connection may idle for Postfix's 300 s.",
     ),
     _S("sqlite_db_path", _str, "", "SQLite database file for backend 'sqlite' (default: a state dir)."),
     _S("DNS_NAMESERVERS", _nameservers, (), "Nameservers ('ip' or 'ip:port') for every DNS lookup."),
