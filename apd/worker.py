@@ -305,16 +305,7 @@ class Worker:
             self.backlog.add(conn)
 
     def _answer(self, request: PolicyRequest) -> str | None:
-        if lacks_protocol_state(request):
-            return None
-        now = time.time()
-        decision = self.policy.decide(request, now)
-        if not request.empty:
-            if self.decisions is not None:  # None when INFO is off: skip building the line too
-                self.decisions.write(describe(request, decision), now)
-            if not request.invalid_reply:
-                self.policy.log_session(request, decision.action, now)
-        return decision.action
+        return answer(self.policy, self.decisions, request, time.time())
 
     def _expire(self, now: float) -> None:
         for conn in list(self.connections.values()):
@@ -335,3 +326,16 @@ class Worker:
         if drop is not None and not drop.quiet:
             self.drops.record(conn.peer_address, drop.reason, drop.detail, time.monotonic())
         conn.close()
+
+
+def answer(policy: Policy, decisions: DecisionWriter | None, request: PolicyRequest, now: float) -> str | None:
+    """The action for one request, its decision line and session row; None: close without a reply."""
+    if lacks_protocol_state(request):
+        return None
+    decision = policy.decide(request, now)
+    if not request.empty:
+        if decisions is not None:  # None when INFO is off: skip building the line too
+            decisions.write(describe(request, decision), now)
+        if not request.invalid_reply:
+            policy.log_session(request, decision.action, now)
+    return decision.action

@@ -11,6 +11,7 @@ and review the diff.
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -28,36 +29,71 @@ from apd.protocol import (
     format_reply,
     lacks_protocol_state,
 )
+from apd.server import Connection
 from apd.settings import defaults
+from apd.worker import answer
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "protocol"
 GOLDEN = sorted(p.stem for p in DATA.glob("*.req"))
 
 
 def golden_policy() -> Policy:
-    settings = defaults().replace(plugins=["reject_null_sender"])
+    settings = defaults().replace(plugins=["reject_null_sender"], LOG_SMTP_SESSIONS=False)
     planned, _ = registry.plan(settings)
     return Policy(registry.instantiate(planned, settings, None), settings, None)
 
 
 def transcript(chunks: list[bytes], policy: Policy) -> str:
-    """What a connection sees: the same rules the worker applies (server.Connection)."""
-    reader = RequestReader()
-    out: list[str] = []
+    """What a client sees, through the worker's own connection code (server.Connection, worker.answer)
+    on a socketpair: the replies it reads, each with the request as parsed, and why apd closed."""
+    ours, theirs = socket.socketpair()
+    conn = Connection(ours, ("golden", 0), RequestReader(), 0.0, 30.0)
+    answered: list[PolicyRequest] = []
+
+    def reply(request: PolicyRequest) -> str | None:
+        action = answer(policy, None, request, 0.0)
+        if action is not None:
+            answered.append(request)
+        return action
+
+    drop = None
     for chunk in chunks:
-        for request in reader.feed(chunk):
-            if lacks_protocol_state(request):
-                out.append("closed: request without protocol_state")
-                return "\n".join(out) + "\n"
-            reply = format_reply(policy.decide(request, now=0.0).action)
-            out.append(reply.decode("utf-8").rstrip("\n"))
-            out += [f"    {name}={value}" for name, value in sorted(request.attrs.items())]
-        if reader.error is not None:
-            out.append(f"closed: protocol error: {reader.error}")
-            return "\n".join(out) + "\n"
-    if reader.in_request:
+        theirs.sendall(chunk)
+        drop = conn.receive(0.0)
+        while drop is None and conn.can_answer():
+            drop = conn.answer_pending(reply, 0.0)
+        if drop is not None:
+            break
+    if drop is None:
+        drop = conn.send(0.0)  # the replies owed before a breach have gone: now the close
+    received = read_available(theirs)
+    in_request = conn.reader.in_request
+    ours.close()
+    theirs.close()
+    replies = received.split(b"\n\n")
+    assert replies.pop() == b"" and len(replies) == len(answered)
+    out: list[str] = []
+    for line, request in zip(replies, answered):
+        out.append(line.decode("utf-8"))
+        out += [f"    {name}={value}" for name, value in sorted(request.attrs.items())]
+    if drop is not None:
+        out.append(f"closed: {drop.reason}: {drop.detail}")
+    elif in_request:
         out.append("(unfinished request)")
     return "\n".join(out) + "\n"
+
+
+def read_available(sock: socket.socket) -> bytes:
+    sock.setblocking(False)
+    data = b""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except BlockingIOError:
+            return data
+        if not chunk:
+            return data
+        data += chunk
 
 
 @pytest.mark.parametrize("name", GOLDEN)
