@@ -5,7 +5,9 @@ VENV    ?= .venv
 PY      := $(VENV)/bin/python
 PIP     := $(VENV)/bin/pip
 PYTEST_ARGS ?=
-DEB_PACKAGES := mariadb-server postgresql slapd ldap-utils postfix dnsmasq-base swaks \
+# openssl: the TLS certificates of the test MariaDB and slapd; iproute2 (ss), systemd (systemd-analyze):
+# tools single tests run. Under CI=true a missing one fails its test (tests/helpers/servers.py).
+DEB_PACKAGES := mariadb-server postgresql slapd ldap-utils postfix dnsmasq-base swaks openssl iproute2 systemd \
                 libldap2-dev libsasl2-dev python3-dev gcc
 ARGS ?=
 # Debian's own python3 is built with PGO and LTO: apd's per-request work runs ~20% faster on it

@@ -10,6 +10,7 @@ import pytest
 from apd.settings import defaults
 from apd.store import open_store, sqlite
 from tests.helpers.apd_process import settings_text
+from tests.helpers.servers import unavailable
 
 BACKENDS = ("sqlite", "mysql", "pgsql")
 # The same servers with the real iRedMail/iRedAPD schemas (../shared/iredmail) instead of apd's DDL.
@@ -33,7 +34,7 @@ class Backend:
 
 
 def open_backend(request: Any, tmp_path: Path, kind: str | None = None) -> Backend:
-    """The backend named by ``kind`` (default: the fixture parameter); skips a missing server fixture."""
+    """The backend named by ``kind`` (default: the fixture parameter); a missing server fixture is unavailable()."""
     kind = kind or request.param
     kind, _, schema = kind.partition(":")
     schema = schema or "apd"
@@ -46,6 +47,6 @@ def open_backend(request: Any, tmp_path: Path, kind: str | None = None) -> Backe
     try:
         server = request.getfixturevalue("mariadb_server" if kind == "mysql" else "postgres_server")
     except pytest.FixtureLookupError:
-        pytest.skip(f"the {kind} server fixture is not available in this tree")
+        unavailable(f"the {kind} server fixture is not available in this tree")
     server.truncate(schema)
     return Backend(kind, server.apd_settings(schema), tmp_path)

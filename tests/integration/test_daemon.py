@@ -22,6 +22,7 @@ from apd import replies
 from tests.helpers.apd_process import ROOT, ApdProcess, free_port, settings_text
 from tests.helpers.policy_client import PolicyClient, rcpt, request_bytes
 from tests.helpers.postfix import hostname_for_apd
+from tests.helpers.servers import require_binary
 
 
 @pytest.fixture
@@ -494,9 +495,9 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
-@pytest.mark.skipif(not Path("/usr/bin/prlimit").exists(), reason="prlimit (util-linux) not installed")
 def test_out_of_descriptors_pauses_accepting_instead_of_spinning(apd) -> None:
-    proc = apd(command_prefix=("/usr/bin/prlimit", "--nofile=64:64", "--"), workers=1, plugins=["reject_null_sender"])
+    prlimit = require_binary("prlimit")
+    proc = apd(command_prefix=(prlimit, "--nofile=64:64", "--"), workers=1, plugins=["reject_null_sender"])
     (worker,) = proc.worker_pids()
     clients = [proc.client() for _ in range(100)]  # more than the worker can hold; the rest wait in the backlog
     try:
@@ -538,10 +539,10 @@ def test_a_hung_worker_is_killed_and_replaced(apd, tmp_path) -> None:
     assert ask(proc) == "DUNNO"
 
 
-@pytest.mark.skipif(not Path("/usr/bin/ss").exists(), reason="ss (iproute2) not installed")
 def test_deep_listen_backlog(apd) -> None:
+    ss = require_binary("ss")
     proc = apd(plugins=["reject_null_sender"])
-    out = subprocess.run(["/usr/bin/ss", "-ltnH", f"sport = :{proc.port}"], capture_output=True, text=True).stdout
+    out = subprocess.run([ss, "-ltnH", f"sport = :{proc.port}"], capture_output=True, text=True).stdout
     (line,) = out.splitlines()
     backlog = int(line.split()[2])  # Send-Q of a listening socket: its backlog
     somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())

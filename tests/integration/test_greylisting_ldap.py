@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tests.helpers.policy_client import rcpt
+from tests.helpers.servers import require_module
 
-pytest.importorskip("ldap")
+require_module("ldap")
 pytestmark = pytest.mark.servers
 
 GREY = "451 4.7.1 Intentional policy rejection, please try again later"

@@ -11,8 +11,9 @@ import pytest
 
 from apd.errors import StoreUnavailable
 from apd.settings import defaults
+from tests.helpers.servers import require_module, unavailable
 
-ldap = pytest.importorskip("ldap")
+ldap = require_module("ldap")
 from apd.store.ldap import BIND_REFUSED, LdapAccounts  # noqa: E402
 
 pytestmark = pytest.mark.servers
@@ -417,7 +418,7 @@ def test_nothing_listening_fails_fast(slapd_server):
 
 def test_starttls(slapd_server):
     if not slapd_server.tls:
-        pytest.skip("openssl not installed: slapd offers no StartTLS")
+        unavailable("slapd offers no StartTLS: its certificate was not made (openssl missing or failed)")
     acc = make(slapd_server, ldap_enable_tls=True)
     assert acc.is_local_domain("example.com") is True
     assert acc._conn.get_option(ldap.OPT_X_TLS_VERSION)  # the session really is encrypted

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.policy_client import rcpt
+from tests.helpers.servers import require_module
 
-pytest.importorskip("ldap")
+require_module("ldap")
 pytestmark = pytest.mark.servers
 
 CUSTOM_CHECKS = Path(__file__).resolve().parents[1] / "data" / "custom_checks"

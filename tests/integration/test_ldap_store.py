@@ -13,8 +13,9 @@ from apd.protocol import PolicyRequest
 from apd.settings import defaults
 from apd.store import Store, sqlite
 from tests.helpers.policy_client import rcpt
+from tests.helpers.servers import require_module
 
-ldap = pytest.importorskip("ldap")
+ldap = require_module("ldap")
 from apd.store.ldap import LdapAccounts  # noqa: E402
 
 pytestmark = pytest.mark.servers

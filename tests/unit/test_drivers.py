@@ -3,7 +3,6 @@ and `make run` installs nothing that needs a compiler or a Debian package (pytho
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ from apd.errors import StoreError
 from apd.settings import parse
 from apd.store.servers import check_drivers
 from tests.helpers.apd_process import free_port
+from tests.helpers.servers import require_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -73,9 +73,9 @@ def test_start_fails_on_a_missing_driver_before_any_worker(monkeypatch, tmp_path
     assert "cannot start: backend 'ldap' needs python-ldap" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 def test_make_run_installs_no_package_that_compiles(tmp_path: Path) -> None:
     """A fresh Debian machine has no libldap2-dev: python-ldap (which compiles) stays out of `make run`."""
+    require_binary("make")
     plan = subprocess.run(
         ["make", "-n", "run", f"VENV={tmp_path / 'venv'}"], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout

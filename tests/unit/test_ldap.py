@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("ldap")
+from tests.helpers.servers import require_module
+
+require_module("ldap")
 from apd.store import ldap as f  # noqa: E402
 
 D = "example.com"

@@ -12,6 +12,7 @@ import pytest
 
 from apd import cli
 from apd.settings import EX_CONFIG
+from tests.helpers.servers import require_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "systemd" / "apd.service"
@@ -81,9 +82,7 @@ def test_unit_install_section() -> None:
 
 
 def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
-    analyze = shutil.which("systemd-analyze")
-    if analyze is None:
-        pytest.skip("systemd-analyze not installed")
+    analyze = require_binary("systemd-analyze")
     copy = tmp_path / "apd.service"  # verify checks that ExecStart exists; apd may not be installed there
     copy.write_text(UNIT.read_text().replace("/usr/local/bin/apd", shutil.which("true") or "/bin/true"))
     result = subprocess.run([analyze, "verify", str(copy)], capture_output=True, text=True, timeout=60)
@@ -124,9 +123,7 @@ def test_postfix_snippet_asks_apd_at_rcpt_and_end_of_data_in_iredmail_order() ->
 
 
 def test_postfix_accepts_the_snippet(tmp_path: Path) -> None:
-    postconf = shutil.which("postconf") or ("/usr/sbin/postconf" if Path("/usr/sbin/postconf").exists() else None)
-    if postconf is None:
-        pytest.skip("postconf not installed")
+    postconf = require_binary("postconf")
     (tmp_path / "main.cf").write_text(SNIPPET.read_text())
     (tmp_path / "master.cf").write_text("")
     result = subprocess.run(

@@ -15,6 +15,7 @@ from apd.store.counters import ADD_SQL, add_params
 from apd.store.mysql import MysqlDialect
 from apd.store.pgsql import NoAnswer, PgsqlDialect
 from apd.store.servers import ddl, ddl_tables, open_databases, plan_tables, table_of
+from tests.helpers.servers import require_module
 from tests.helpers.shared import shared_schema
 
 PARAMS = dict(host="127.0.0.1", port=3306, user="u", password="secret", database="d", timeout=2.0)
@@ -165,7 +166,7 @@ def test_throttle_add_statement_has_one_parameter_per_placeholder():
 
 
 def test_ldap_backend_keeps_amavisd_and_iredapd_in_mysql():
-    pytest.importorskip("ldap")
+    require_module("ldap")
     from apd.store import open_store
 
     store = open_store(defaults().replace(backend="ldap"))
