@@ -117,13 +117,20 @@ install:
 	@echo "installed: $(BINDIR)/apd -> $(PREFIX); settings $(ETCDIR)/settings.py; start with: systemctl enable --now apd"
 
 # Removes what `make install` put in place but the settings, the account and the data (/var/lib/apd).
+# PREFIX is removed whole, so first make sure it is an apd venv: never empty, /, or a system tree.
 uninstall:
+	@prefix='$(PREFIX)'; \
+	if [ -z "$$prefix" ] || [ "$$(realpath -m -- "$$prefix")" = / ]; then \
+	  echo "make uninstall: refusing PREFIX='$$prefix': it must name the venv make install made" >&2; exit 2; fi; \
+	if [ ! -f "$$prefix/pyvenv.cfg" ] || [ ! -f "$$prefix/bin/apd" ]; then \
+	  echo "make uninstall: refusing PREFIX='$$prefix': no apd venv there (pyvenv.cfg and bin/apd); nothing removed" >&2; \
+	  exit 2; fi
 	if [ -d /run/systemd/system ]; then systemctl disable --now apd apd-cleanup.timer apd-spf-whitelists.timer || true; fi
 	for u in systemd/*.service systemd/*.timer; do rm -f $(UNITDIR)/$$(basename $$u); done
 	if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
 	for c in $(COMMANDS); do \
 	  if [ "$$(readlink $(BINDIR)/$$c)" = "$(PREFIX)/bin/$$c" ]; then rm -f $(BINDIR)/$$c; fi; done
-	rm -rf $(PREFIX)
+	rm -rf -- '$(PREFIX)'
 	@echo "removed apd from $(PREFIX); kept $(ETCDIR), the account $(APD_USER) and /var/lib/apd"
 
 clean:

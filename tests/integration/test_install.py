@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import pwd
-import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -15,11 +14,15 @@ import pytest
 
 from tests.helpers.apd_process import ROOT, free_port, settings_text
 from tests.helpers.policy_client import PolicyClient, rcpt, wait_for_port
-
-pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+from tests.helpers.servers import require_binary
 
 DIRS = {"PREFIX": "opt", "BINDIR": "bin", "ETCDIR": "etc", "UNITDIR": "units"}
 COMMANDS = ["apd", "apd-wblist-admin", "apd-greylisting-admin", "apd-cleanup-db", "apd-spf-to-greylist-whitelists"]
+
+
+@pytest.fixture(autouse=True)
+def make_available() -> None:
+    require_binary("make")
 
 
 @pytest.fixture(scope="module")
@@ -125,3 +128,34 @@ def test_uninstall_keeps_the_settings_and_foreign_commands(tmp_path: Path) -> No
     assert sorted(p.name for p in (tmp_path / "bin").iterdir()) == ["apd-cleanup-db", "other"]
     assert list((tmp_path / "units").iterdir()) == []
     assert (tmp_path / "etc" / "settings.py").exists()
+
+
+def foreign_tree(tmp_path: Path) -> Path:
+    """A folder with a bin/apd but no venv (like /usr after a system-wide pip install)."""
+    tree = tmp_path / "foreign"
+    (tree / "bin").mkdir(parents=True)
+    (tree / "bin" / "apd").write_text("#!/bin/sh\n")
+    (tree / "data").write_text("keep me\n")
+    return tree
+
+
+@pytest.mark.parametrize("prefix", ["", "/", "//", "foreign"])
+def test_uninstall_refuses_a_prefix_that_is_not_an_apd_venv(tmp_path: Path, prefix: str) -> None:
+    if prefix == "foreign":
+        prefix = str(foreign_tree(tmp_path))
+    (tmp_path / "bin").mkdir(exist_ok=True)
+    (tmp_path / "units").mkdir()
+    (tmp_path / "bin" / "apd").symlink_to(f"{prefix}/bin/apd")  # what make install would have linked
+    (tmp_path / "units" / "apd.service").write_text("[Service]\n")
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    dirs = [f"BINDIR={tmp_path / 'bin'}", f"UNITDIR={tmp_path / 'units'}", f"ETCDIR={tmp_path / 'etc'}"]
+    done = subprocess.run(
+        ["make", "-s", "uninstall", f"PREFIX={prefix}", *dirs, "APD_USER="],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert f"make uninstall: refusing PREFIX='{prefix}'" in done.stderr, done.stderr
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before  # nothing removed, not even the units
