@@ -1,0 +1,1 @@
+"""The throttle check's parts: rules, counters, quota notices (plugins.md §throttle)."""
