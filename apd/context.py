@@ -37,6 +37,8 @@ class RequestContext:
     def alias_target(self, domain: str) -> str | None:
         """The first ask also fetches the request's own domains, in the same round trip: checks
         ask for the sender's and the recipient's (amavisd_wblist both, greylisting one)."""
+        if not domain:
+            return None  # no recipient (END-OF-MESSAGE of several) or sender: nothing to look up
         key = ("alias_target", domain.lower())
         if key not in self._memo:
             request = self.request
