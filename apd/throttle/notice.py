@@ -14,6 +14,7 @@ The check calls ``notices.quota_exceeded(QuotaEvent(...))`` on the rejecting pat
 
 from __future__ import annotations
 
+import email.policy
 import functools
 import logging
 import smtplib
@@ -38,7 +39,7 @@ MAX_IN_FLIGHT = 4
 # subject ends in a space, as iRedAPD's does).
 UNITS = {"msg_size": "bytes", "max_rcpts": "", "max_msgs": "", "max_quota": "bytes"}
 
-Send = Callable[[bytes], None]
+Send = Callable[[EmailMessage], None]
 
 
 class Claim(Protocol):
@@ -112,7 +113,7 @@ def notice_body(event: QuotaEvent) -> str:
     return "\n".join(lines) + "\n"
 
 
-def compose(envelope: Envelope, subject: str, body: str, date: str, message_id: str) -> bytes:
+def compose(envelope: Envelope, subject: str, body: str, date: str, message_id: str) -> EmailMessage:
     """The notice as iRedAPD sends it: From "name <user>", To every recipient, plain text in UTF-8."""
     message = EmailMessage()
     message["From"] = formataddr((envelope.sender_name, envelope.sender)) if envelope.sender_name else envelope.sender
@@ -121,7 +122,7 @@ def compose(envelope: Envelope, subject: str, body: str, date: str, message_id: 
     message["Date"] = date
     message["Message-ID"] = message_id
     message.set_content(body)
-    return message.as_bytes()
+    return message
 
 
 # --- transports (I/O)
@@ -143,7 +144,7 @@ def smtp_configured(settings: Any) -> bool:
     )
 
 
-def send_smtp(settings: Any, envelope: Envelope, message: bytes, timeout: float = SEND_TIMEOUT) -> None:
+def send_smtp(settings: Any, envelope: Envelope, message: EmailMessage, timeout: float = SEND_TIMEOUT) -> None:
     server, port = settings.NOTIFICATION_SMTP_SERVER, int(settings.NOTIFICATION_SMTP_PORT)
     with smtplib.SMTP(server, port, timeout=timeout) as smtp:
         smtp.set_debuglevel(settings.NOTIFICATION_SMTP_DEBUG_LEVEL)
@@ -152,16 +153,20 @@ def send_smtp(settings: Any, envelope: Envelope, message: bytes, timeout: float 
             smtp.starttls()  # as iRedAPD: encrypted, the certificate is not verified
             smtp.ehlo()
         smtp.login(settings.NOTIFICATION_SMTP_USER, settings.NOTIFICATION_SMTP_PASSWORD)
-        refused = smtp.sendmail(envelope.sender, list(envelope.recipients), message)
+        # CRLF line ends: smtplib sends bytes as they are, and a bare LF is refused by many servers
+        refused = smtp.sendmail(envelope.sender, list(envelope.recipients), message.as_bytes(policy=email.policy.SMTP))
     if refused:
         raise NoticeError(f"{server}:{port} refused {', '.join(sorted(refused))}")
 
 
-def send_command(command: str, envelope: Envelope, message: bytes, timeout: float = SEND_TIMEOUT) -> None:
-    """``CMD_SENDMAIL -f <from> <comma-joined recipients>`` with the message on stdin (no shell)."""
+def send_command(command: str, envelope: Envelope, message: EmailMessage, timeout: float = SEND_TIMEOUT) -> None:
+    """``CMD_SENDMAIL -f <from> <comma-joined recipients>`` with the message on stdin (LF line
+    ends, as sendmail reads them; no shell)."""
     argv = [command, "-f", envelope.sender, ",".join(envelope.recipients)]
     try:
-        done = subprocess.run(argv, input=message, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=timeout)
+        done = subprocess.run(
+            argv, input=message.as_bytes(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=timeout
+        )
     except subprocess.TimeoutExpired:
         raise NoticeError(f"{command} did not finish within {timeout:g} s") from None
     if done.returncode != 0:

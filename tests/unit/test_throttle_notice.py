@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from email.message import EmailMessage
 
 import pytest
 
@@ -103,15 +104,17 @@ def test_request_values_cannot_add_lines():
 
 def test_compose_as_iredapd():
     envelope = Envelope("no-reply@example.com", "No Reply", ("root", "postmaster@example.com"))
-    data = compose(envelope, notice_subject(event()), notice_body(event()), "Tue, 14 Nov 2023 22:13:20 GMT", "<1@x>")
-    message = email.message_from_bytes(data, policy=email.policy.default)
+    composed = compose(
+        envelope, notice_subject(event()), notice_body(event()), "Tue, 14 Nov 2023 22:13:20 GMT", "<1@x>"
+    )
+    message = email.message_from_bytes(composed.as_bytes(), policy=email.policy.default)
     assert message["From"] == "No Reply <no-reply@example.com>"
     assert message["To"] == "root, postmaster@example.com"
     assert message["Subject"] == "Throttle quota exceeded: user@d.com, max_msgs=100 "
     assert (message["Date"], message["Message-ID"]) == ("Tue, 14 Nov 2023 22:13:20 +0000", "<1@x>")
     assert message.get_content() == notice_body(event())
     unnamed = compose(Envelope("n@example.com", "", ("root",)), "s", "b\n", "d", "<2@x>")
-    assert email.message_from_bytes(unnamed)["From"] == "n@example.com"
+    assert unnamed["From"] == "n@example.com"
 
 
 @pytest.mark.parametrize(
@@ -177,13 +180,13 @@ class Recorder:
     """A transport: records the messages, optionally blocks until released or fails."""
 
     def __init__(self, error: Exception | None = None, block: bool = False):
-        self.messages: list[bytes] = []
+        self.messages: list[EmailMessage] = []
         self.error = error
         self.release = threading.Event()
         if not block:
             self.release.set()
 
-    def __call__(self, message: bytes) -> None:
+    def __call__(self, message: EmailMessage) -> None:
         self.release.wait(10)
         if self.error:
             raise self.error
@@ -199,7 +202,7 @@ def test_one_notice_per_window(store):
     assert notices.drain()
     assert last_notify_time(store) == T0
     assert len(sent.messages) == 1
-    message = email.message_from_bytes(sent.messages[0], policy=email.policy.default)
+    message = sent.messages[0]
     assert message["Subject"] == notice_subject(event())
     assert message["To"] == "root"
     # the window restarts (an accepted message after expiry): a new notice
