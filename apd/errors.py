@@ -16,4 +16,8 @@ class DuplicateKey(StoreError):
     """An insert hit a unique key; callers that race on purpose ignore it."""
 
 
-__all__ = ["ConfigError", "DuplicateKey", "ProtocolError", "StoreError", "StoreUnavailable"]
+class Conflict(StoreError):
+    """A deadlock or serialization failure undid a transaction; callers may run it again."""
+
+
+__all__ = ["ConfigError", "Conflict", "DuplicateKey", "ProtocolError", "StoreError", "StoreUnavailable"]

@@ -53,6 +53,13 @@ class Store:
         return RdnsList(self.iredapd)
 
     @cached_property
+    def throttle(self):
+        """throttle settings rows for the check (apd/store/throttle.py)."""
+        from apd.store.throttle import ThrottleRules
+
+        return ThrottleRules(self.iredapd)
+
+    @cached_property
     def throttle_counters(self):
         from apd.store.counters import ThrottleCounters
 

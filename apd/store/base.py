@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any, Callable, Iterator, Sequence
 
-from apd.errors import DuplicateKey, StoreError, StoreUnavailable
+from apd.errors import Conflict, DuplicateKey, StoreError, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +195,8 @@ class Database:
                         continue
                     self._mark_down(exc)
                     raise StoreUnavailable(f"database {self.label} is unavailable: {_one_line(exc)}") from exc
+                if kind == "conflict":  # in a transaction (or twice): the caller may run it all again
+                    raise Conflict(f"database {self.label}: {_one_line(exc)}") from exc
                 raise StoreError(f"database {self.label}: {_one_line(exc)}") from exc
         raise AssertionError("unreachable")
 

@@ -1,46 +1,66 @@
-"""Exact counters on the iredapd database when several workers and hosts write at once.
+"""Exact throttle counters on the iredapd database when several workers and hosts write at once.
 
-Every read-modify-write a check needs is one atomic statement here, so 4 hosts counting
-the same sender still add up exactly (issue 3, point 6):
+iRedAPD reads a counter, decides, then writes: N workers or hosts at the limit all let their
+message through (DIFFERENCES.md 12). Here the test and the increment are one statement,
+``ADD_SQL``: an UPDATE of the tracking row ``(tid, key)`` whose WHERE clause is the limit test,
+the window restart folded into its SET. Zero rows matched means the row refused the message, or
+that it does not exist yet; a read of the rows tells which (and gives a quota notice its data).
 
-* ``ThrottleCounters.add``: add recipients and bytes to a throttle_tracking row
-  (tid, account), creating the row when missing, restarting an expired window, and
-  refusing, in the same statement, an addition that would take ``cur_msgs`` over a limit.
-  The common case is one UPDATE; a missing row costs one insert-if-missing more.
-* Greylisting triplets are counted by ``GreylistingStore.track`` (one upsert).
+``ThrottleCounters.count`` (one message, the counters of one ``apply()`` call, see
+apd/throttle/rules.py ``counters``), in round trips:
 
-iRedAPD's PostgreSQL schema has no unique key on throttle_tracking (tid, account), so an
-"insert if missing" cannot rely on ON CONFLICT there: dialects with ``advisory_lock_sql``
-(PostgreSQL) serialise the insert of one key with a transaction-scoped advisory lock; the
-others (MySQL unique key, SQLite unique key + single writer) insert-or-ignore.
+* one counter (the usual case: max_msgs and max_quota claimed by one setting row): the UPDATE
+  alone when the row takes the message; UPDATE + SELECT when it refuses; UPDATE + SELECT +
+  INSERT when the row is new;
+* two counters (max_msgs and max_quota claimed by different rows): both UPDATEs in one
+  transaction (BEGIN ... COMMIT), rolled back when either refuses, so a refused message moves
+  none of them. Every writer takes the rows in (tid, key) order: no deadlock between messages.
+
+The statements implement ``rules.refuses`` / ``rules.after`` exactly (tests hold the two together).
+
+iRedAPD's PostgreSQL schema has no unique key on throttle_tracking (tid, account), so creating a
+row cannot rely on ON CONFLICT there: dialects with ``advisory_lock_sql`` (PostgreSQL, whatever
+its schema) serialise the insert of one key with a transaction-scoped advisory lock and insert
+only where no row exists; the others (MySQL, SQLite: unique key) insert and take a duplicate
+key as "someone else created it".
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from typing import Sequence
 
+from apd.errors import Conflict, DuplicateKey
 from apd.store.base import Database
+from apd.throttle.rules import ACCEPTED, Counted, Counter, Tracked, first_refusal
+
+log = logging.getLogger(__name__)
 
 TRACKING_COLUMNS = ("tid", "account", "period", "cur_msgs", "cur_quota", "init_time", "last_time")
-# The window of a row has expired: iRedAPD plugins.md throttle step 9.2 (init_time 0 = never).
+# The window of a row has expired (rules.expired): params now, period. init_time 0 = never.
 _EXPIRED = "(init_time > 0 AND %s > init_time + %s)"
-# Assignments run left to right on MySQL and later ones see earlier results: init_time,
-# which the others read, is assigned last.
+# SET: MySQL runs assignments left to right and later ones see earlier results, so init_time,
+# which the others read, is assigned last. WHERE: rules.refuses, negated, for both rules.
 ADD_SQL = (
     "UPDATE throttle_tracking SET"
     f" cur_msgs = CASE WHEN {_EXPIRED} THEN %s ELSE cur_msgs + %s END,"
     f" cur_quota = CASE WHEN {_EXPIRED} THEN %s ELSE cur_quota + %s END,"
     " period = %s, last_time = %s,"
-    f" init_time = CASE WHEN {_EXPIRED} THEN %s ELSE init_time END"
+    f" init_time = CASE WHEN {_EXPIRED} OR init_time = 0 THEN %s ELSE init_time END"
     " WHERE tid = %s AND account = %s"
-    f" AND (%s <= 0 OR cur_msgs + %s <= %s OR ({_EXPIRED} AND %s <= %s))"
+    f" AND (%s <= 0 OR CASE WHEN {_EXPIRED} THEN %s ELSE cur_msgs + %s END <= %s)"
+    f" AND (%s <= 0 OR {_EXPIRED} OR cur_quota <= %s)"
 )
-# PostgreSQL only (SELECT without FROM), under the advisory lock of the key.
+INSERT_SQL = f"INSERT INTO throttle_tracking ({', '.join(TRACKING_COLUMNS)}) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+# PostgreSQL, under the advisory lock of the key: insert unless a row exists.
 INSERT_MISSING_SQL = (
     f"INSERT INTO throttle_tracking ({', '.join(TRACKING_COLUMNS)})"
-    " SELECT %s, %s, %s, 0, 0, %s, %s"
+    " SELECT %s, %s, %s, %s, %s, %s, %s"
     " WHERE NOT EXISTS (SELECT 1 FROM throttle_tracking WHERE tid = %s AND account = %s)"
 )
+# Rounds of "update, read" before giving up on rows that keep changing between the two.
+ATTEMPTS = 4
 
 
 @dataclass(frozen=True)
@@ -55,11 +75,16 @@ class TrackingRow:
     last_time: int
     last_notify_time: int
 
+    def counters(self) -> Tracked:
+        return Tracked(self.cur_msgs, self.cur_quota, self.init_time, self.last_time, self.last_notify_time)
+
 
 TRACKING_FIELDS = tuple(TrackingRow.__dataclass_fields__)
 
 
-def add_params(tid: int, account: str, period: int, msgs: int, size: int, now: int, max_msgs: int) -> list:
+def add_params(
+    tid: int, account: str, period: int, msgs: int, size: int, now: int, max_msgs: int, max_quota: int = 0
+) -> list:
     expired = [now, period]
     return [
         *expired, msgs, msgs,
@@ -67,38 +92,90 @@ def add_params(tid: int, account: str, period: int, msgs: int, size: int, now: i
         period, now,
         *expired, now,
         tid, account,
-        max_msgs, msgs, max_msgs, *expired, msgs, max_msgs,
+        max_msgs, *expired, msgs, msgs, max_msgs,
+        max_quota, *expired, max_quota,
     ]  # fmt: skip
+
+
+def counter_params(counter: Counter, rc: int, size: int, now: int) -> list:
+    return add_params(counter.tid, counter.key, counter.period, rc, size, now, counter.max_msgs, counter.max_quota)
+
+
+class _Refused(Exception):
+    """An UPDATE of a transaction matched no row: roll the others back."""
 
 
 class ThrottleCounters:
     def __init__(self, db: Database):
         self.db = db
+        # MySQL's collation matches 'User@x' for 'user@x': key rows read back the same way
+        self._fold = str.lower if db.dialect.case_insensitive_text else str
 
-    def add(self, tid: int, account: str, period: int, msgs: int, size: int, now: int, max_msgs: int = -1) -> bool:
-        """Count ``msgs`` recipients and ``size`` bytes on (tid, account) for a window of ``period``
-        seconds. With ``max_msgs > 0`` the addition is refused (returns False, nothing
-        changes) when it would take cur_msgs over ``max_msgs`` in the current window; reaching
-        it exactly is allowed. An expired window restarts at ``now`` with just this message."""
-        params = add_params(tid, account, period, msgs, size, now, max_msgs)
-        # '> 0', not '== 1': iRedAPD on PostgreSQL may have left duplicate (tid, account) rows
-        if self.db.execute(ADD_SQL, params) > 0:
-            return True
-        self.ensure_row(tid, account, period, now)
-        return self.db.execute(ADD_SQL, params) > 0
+    def count(self, counters: Sequence[Counter], rc: int, size: int, now: int) -> Counted:
+        """Count ``rc`` recipients and ``size`` bytes on every counter, or on none when one
+        refuses (``Counted.refused``). Implements ``rules.Counting``."""
+        for _ in range(ATTEMPTS):
+            try:
+                if self._update(counters, rc, size, now):
+                    return ACCEPTED
+            except Conflict:
+                continue  # a deadlock victim (e.g. against a cleanup batch): its updates are undone
+            rows = self.tracked(counters)
+            refusal = first_refusal(counters, rows, rc, size, now)
+            if refusal:
+                counter, rule = refusal
+                return Counted(counter, rule, rows.get((counter.tid, counter.key)))
+            missing = [c for c in counters if (c.tid, c.key) not in rows]
+            if len(counters) == 1 and missing:
+                if self.create(counters[0], rc, size, now):
+                    return ACCEPTED
+            else:
+                for counter in missing:  # zero rows, then the transaction again
+                    self.create(counter, 0, 0, now)
+            # else the rows changed between the UPDATE and the read (a window restarted): again
+        log.warning("throttle counters (tid %s) kept changing; message refused", counters[0].tid)
+        return Counted(counters[0], "max_msgs" if any(c.max_msgs > 0 for c in counters) else "max_quota", None)
 
-    def ensure_row(self, tid: int, account: str, period: int, now: int) -> None:
-        """Create the (tid, account) row with zero counters unless it exists; never a duplicate."""
+    def _update(self, counters: Sequence[Counter], rc: int, size: int, now: int) -> bool:
+        if len(counters) == 1:
+            return self.db.execute(ADD_SQL, counter_params(counters[0], rc, size, now)) > 0
+        try:
+            with self.db.transaction():
+                for counter in counters:
+                    # '== 0', not '!= 1': iRedAPD on PostgreSQL may have left duplicate rows
+                    if self.db.execute(ADD_SQL, counter_params(counter, rc, size, now)) == 0:
+                        raise _Refused
+        except _Refused:
+            return False
+        return True
+
+    def create(self, counter: Counter, msgs: int, size: int, now: int) -> bool:
+        """Insert the counter's row holding ``msgs`` and ``size`` unless it exists (never a
+        duplicate); True when this call created it."""
+        values = (counter.tid, counter.key, counter.period, msgs, size, now, now)
         lock_sql = getattr(self.db.dialect, "advisory_lock_sql", None)
         if lock_sql:
             with self.db.transaction():
-                self.db.execute(lock_sql, (f"throttle_tracking:{tid}:{account}",))
-                self.db.execute(INSERT_MISSING_SQL, (tid, account, period, now, now, tid, account))
-            return
-        insert = self.db.dialect.insert_ignore("throttle_tracking", TRACKING_COLUMNS, ("tid", "account"))
-        self.db.execute(insert, (tid, account, period, 0, 0, now, now))
+                self.db.execute(lock_sql, (f"throttle_tracking:{counter.tid}:{counter.key}",))
+                return self.db.execute(INSERT_MISSING_SQL, (*values, counter.tid, counter.key)) > 0
+        try:
+            self.db.execute(INSERT_SQL, values)
+        except DuplicateKey:
+            return False
+        return True
 
-    def rows(self, keys: list[tuple[int, str]]) -> list[TrackingRow]:
+    def tracked(self, counters: Sequence[Counter]) -> dict[tuple[int, str], Tracked]:
+        """The counters' rows, keyed by (tid, key) as the counters spell them. Of duplicate rows
+        (iRedAPD on PostgreSQL) the last one read wins, as in iRedAPD."""
+        wanted = {(c.tid, self._fold(c.key)): (c.tid, c.key) for c in counters}
+        found = {}
+        for row in self.rows(list(dict.fromkeys((c.tid, c.key) for c in counters))):
+            key = wanted.get((row.tid, self._fold(row.account)))
+            if key:
+                found[key] = row.counters()
+        return found
+
+    def rows(self, keys: Sequence[tuple[int, str]]) -> list[TrackingRow]:
         """The tracking rows of the given (tid, account) keys, in id order."""
         if not keys:
             return []
@@ -107,10 +184,11 @@ class ThrottleCounters:
         rows = self.db.query(
             f"SELECT {', '.join(TRACKING_FIELDS)} FROM throttle_tracking WHERE {where} ORDER BY id", params
         )
-        return [
-            TrackingRow(int(i), int(t), str(a), int(p), int(m), int(q), int(it), int(lt), int(nt))
-            for i, t, a, p, m, q, it, lt, nt in rows
-        ]
+        return [TrackingRow(int(i), int(t), str(a), *(int(v or 0) for v in values)) for i, t, a, *values in rows]
+
+    def add(self, tid: int, account: str, period: int, msgs: int, size: int, now: int, max_msgs: int = 0) -> bool:
+        """``count`` on one counter with a max_msgs limit only (tests and tools)."""
+        return self.count([Counter(tid, account, period, max_msgs)], msgs, size, now).refused is None
 
     def mark_notified(self, tid: int, account: str, now: int) -> int:
         return self.db.execute(

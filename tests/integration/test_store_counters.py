@@ -7,11 +7,13 @@ in apd's own schema and in iRedAPD's (whose PostgreSQL throttle_tracking has no 
 from __future__ import annotations
 
 import multiprocessing
+from dataclasses import replace
 
 import pytest
 
 from apd.store import open_store
 from apd.store.greylisting import Times
+from apd.throttle.rules import Counter, MemoryCounting, Tracked
 from tests.helpers.backends import open_fresh_store
 
 pytestmark = pytest.mark.servers
@@ -55,8 +57,7 @@ def test_add_refuses_a_single_message_over_the_limit(store):
     counters = store.throttle_counters
     tid = throttle_id(store)
     assert not counters.add(tid, "1.2.3.4", 60, 13, 0, now=1000, max_msgs=12)
-    assert counters.rows([(tid, "1.2.3.4")])[0].cur_msgs == 0
-    assert counters.rows([(tid, "other")]) == []
+    assert counters.rows([(tid, "1.2.3.4")]) == []  # a refused message leaves no trace
 
 
 def _throttle_worker(settings, tid: int, max_msgs: int, barrier, results) -> None:
@@ -138,3 +139,114 @@ def test_duplicate_rows_left_by_iredapd_on_postgresql_still_count(postgres_serve
     assert store.throttle_counters.add(tid, "dup@example.com", 3600, 2, 0, now=1100, max_msgs=10)
     assert [r.cur_msgs for r in store.throttle_counters.rows([(tid, "dup@example.com")])] == [3, 3]
     store.close()
+
+
+# --- the counting statements against the pure model (apd/throttle/rules.py)
+
+T0 = 1_700_000_000
+# (stored row or None, counter limits (max_msgs, max_quota), rc, size): one case per tracking key
+MODEL_CASES = [
+    (None, (10, 0), 3, 300),  # a new row
+    (None, (10, 0), 11, 1),  # too many recipients even for an empty row: no row is created
+    (Tracked(7, 0, T0 - 10), (10, 0), 3, 1),  # reaching max_msgs exactly
+    (Tracked(7, 0, T0 - 10), (10, 0), 4, 1),  # one over it
+    (Tracked(10, 0, T0 - 61), (10, 0), 10, 5),  # an expired window restarts with this message
+    (Tracked(10, 0, T0 - 61), (10, 0), 11, 5),  # ... but not over the limit
+    (Tracked(0, 100, T0 - 10), (0, 100), 1, 10**6),  # max_quota is tested before adding
+    (Tracked(0, 101, T0 - 10), (0, 100), 1, 1),  # and refuses once over
+    (Tracked(3, 101, T0 - 10), (5, 100), 1, 1),  # both rules: max_quota refuses
+    (Tracked(5, 0, 0, 0, 7), (0, 0), 2, 20),  # init_time 0 is written as now; notify time kept
+    (Tracked(10**6, 10**8, T0 - 10), (0, 0), 5, 50),  # 0: unlimited, still counted
+]
+
+
+def stored(store, tid: int, key: str, tracked: Tracked) -> None:
+    store.iredapd.execute(
+        "INSERT INTO throttle_tracking (tid, account, period, cur_msgs, cur_quota, init_time, last_time,"
+        " last_notify_time) VALUES (%s, %s, 60, %s, %s, %s, %s, %s)",
+        (tid, key, tracked.cur_msgs, tracked.cur_quota, tracked.init_time, tracked.last_time, tracked.last_notify_time),
+    )
+
+
+def test_counting_statements_implement_the_model(store):
+    """Every case on its own tracking key: the SQL leaves what rules.after / rules.refuses say."""
+    tid = throttle_id(store)
+    model = MemoryCounting()
+    for n, (row, (max_msgs, max_quota), rc, size) in enumerate(MODEL_CASES):
+        counter = Counter(tid, f"case{n}@example.com", 60, max_msgs, max_quota)
+        if row is not None:
+            stored(store, tid, counter.key, row)
+            model.rows[(tid, counter.key)] = row
+        expected = model.count([counter], rc, size, T0)
+        got = store.throttle_counters.count([counter], rc, size, T0)
+        assert got == expected, (n, got, expected)
+        assert store.throttle_counters.tracked([counter]) == {
+            k: v for k, v in model.rows.items() if k == (tid, counter.key)
+        }, n
+
+
+def test_two_counters_move_together_or_not_at_all(store):
+    """max_msgs claimed by one setting, max_quota by another: a refusal by either moves neither."""
+    user_tid, domain_tid = throttle_id(store), throttle_id(store, "@example.com")
+    key = "user@example.com"
+    msgs, quota = Counter(user_tid, key, 60, 3, 0), Counter(domain_tid, key, 60, 0, 250)
+    counters = store.throttle_counters
+    model = MemoryCounting()
+    for i in range(5):  # both rows are created by the first message
+        now = T0 + i
+        assert counters.count([msgs, quota], 1, 100, now) == model.count([msgs, quota], 1, 100, now), i
+    assert counters.tracked([msgs, quota]) == model.rows
+    assert {k: v.cur_msgs for k, v in model.rows.items()} == {(user_tid, key): 3, (domain_tid, key): 3}
+    # max_msgs would restart, but max_quota (300 > 250) refuses: the restart is rolled back too
+    model.rows[(user_tid, key)] = replace(model.rows[(user_tid, key)], init_time=T0 - 100)
+    store.iredapd.execute("UPDATE throttle_tracking SET init_time = %s WHERE tid = %s", (T0 - 100, user_tid))
+    got = counters.count([msgs, quota], 1, 1, T0 + 5)
+    assert (got.refused, got.rule) == (quota, "max_quota")
+    assert counters.tracked([msgs, quota]) == model.rows
+
+
+def test_counter_rows_are_found_whatever_case_mysql_stored(store):
+    if store.backend != "mysql":
+        pytest.skip("MySQL's collation compares case-insensitively; the others do not")
+    tid = throttle_id(store)
+    stored(store, tid, "User@Example.com", Tracked(5, 0, T0 - 10))
+    got = store.throttle_counters.count([Counter(tid, "user@example.com", 60, 5)], 1, 1, T0)
+    assert (got.rule, got.tracked) == ("max_msgs", Tracked(5, 0, T0 - 10))
+
+
+def _two_counter_worker(settings, tids, barrier, results) -> None:
+    store = open_store(settings)
+    counters = [Counter(tids[0], "user@example.com", 3600, 700, 0), Counter(tids[1], "user@example.com", 3600)]
+    barrier.wait()
+    accepted = 0
+    for i in range(PER_PROCESS):
+        if store.throttle_counters.count(counters, 1, 10, T0 + i).refused is None:
+            accepted += 1
+    store.close()
+    results.put(accepted)
+
+
+def test_concurrent_two_counter_messages_are_exact(store):
+    """700 of 1,000 concurrent messages pass max_msgs; the other counter (no limit) of the same
+    calls counts exactly those 700: refused messages were rolled back on it."""
+    tids = (throttle_id(store), throttle_id(store, "@example.com"))
+    store.close()
+    accepted = run_processes(_two_counter_worker, store.settings, tids)
+    assert sum(accepted) == 700
+    rows = store.throttle_counters.rows([(tid, "user@example.com") for tid in tids])
+    assert [(r.cur_msgs, r.cur_quota) for r in rows] == [(700, 7000), (700, 7000)]
+
+
+def test_settings_rows_of_the_asked_kinds_and_accounts(store):
+    db = store.iredapd
+    for account, kind in (("@.", "outbound"), ("@.", "inbound"), ("@.", "external"), ("x@y.com", "outbound")):
+        db.execute(
+            "INSERT INTO throttle (account, kind, priority, period, msg_size, max_rcpts, max_msgs, max_quota)"
+            " VALUES (%s, %s, 0, 60, 1, 2, 3, 4)",
+            (account, kind),
+        )
+    rows = store.throttle.matching(["outbound", "inbound"], ["@.", "a@b.com", "@."])
+    assert sorted((r.account, r.kind) for r in rows) == [("@.", "inbound"), ("@.", "outbound")]
+    assert {(r.priority, r.period, r.msg_size, r.max_rcpts, r.max_msgs, r.max_quota) for r in rows} == {
+        (0, 60, 1, 2, 3, 4)
+    }
