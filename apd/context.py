@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
+from apd.access_policy import AccessFacts, Recipient, Sender, lookup_addresses, sender_forms
 from apd.netmatch import TrustedClients
 from apd.protocol import PolicyRequest
 
@@ -54,4 +55,43 @@ class RequestContext:
         return self.memo(
             ("local_domain", domain, include_alias, include_backupmx),
             lambda: self.store.accounts.is_local_domain(domain, include_alias, include_backupmx),
+        )
+
+    def sender_relations(
+        self, sender: str, list_address: str, sasl_username: str, strictly: bool, list_member: bool
+    ) -> Any:
+        """How the sender relates to the login: its own alias, a list or alias it belongs to, an
+        mlmmj list (``SenderRelations``, one statement or search; reject_sender_login_mismatch)."""
+        return self.memo(
+            ("sender_relations", sender, list_address, sasl_username, strictly, list_member),
+            lambda: self.store.accounts.sender_relations(sender, list_address, sasl_username, strictly, list_member),
+        )
+
+    def spf_allows(self, domain: str, evaluate: Callable[[str, str], bool]) -> bool:
+        """Does the SPF of ``domain`` list the client? ``evaluate(client, domain)`` runs once per
+        request, whichever check asks first (the forged-sender check, greylisting's bypass)."""
+        client = self.request.client_address
+        return self.memo(("spf_allows", client, domain.lower()), lambda: evaluate(client, domain))
+
+    def access_policy_facts(self) -> AccessFacts:
+        """The recipient's alias-account and mailing-list policy rows with the sender's standing
+        in them: one statement, shared by sql_alias_access_policy and sql_ml_access_policy."""
+        return self.memo(("access_policy_facts",), self._fetch_access_policy_facts)
+
+    def _fetch_access_policy_facts(self) -> AccessFacts:
+        request = self.request
+        recipient_domain = request.recipient_domain.lower()
+        recipient = Recipient(
+            request.recipient_without_ext.lower(), recipient_domain, self.alias_target(recipient_domain)
+        )
+        sender = Sender(request.sender_without_ext.lower(), request.sender_domain.lower())
+        sender_target = self.alias_target(sender.domain)
+        accounts = lookup_addresses(recipient, sender, sender_target)
+        rows = self.store.accounts.access_policy_rows(accounts, sender_forms(recipient, sender))
+        return AccessFacts(sender, recipient, sender_target, rows)
+
+    def account_entry(self, address: str, attrs: tuple[str, ...]) -> tuple[str, dict] | tuple[None, None]:
+        """LDAP: the account entry of ``address`` (ldap.md §3.1), fetched once per request."""
+        return self.memo(
+            ("account_entry", address.lower(), attrs), lambda: self.store.accounts.get_account(address, attrs)
         )

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import socket
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Sequence
 
+from apd.access_policy import PolicyRows
 from apd.address import is_domain
 from apd.store.base import Database, in_list
 
@@ -43,6 +44,41 @@ class SqlAccounts:
             return ((str(alias), str(target)) for alias, target in rows)
 
         return collect_alias_targets(domains, pairs)
+
+    def access_policy_rows(self, accounts: Sequence[str], senders: Sequence[str]) -> PolicyRows:
+        """The policies of the alias accounts and mailing lists stored under ``accounts`` and,
+        among ``senders``, their members, moderators and owners, in one statement (what
+        sql_alias_access_policy and sql_ml_access_policy read, schemas.md §3.2). Only the rows
+        naming a sender form come back, so a list of any size costs the same. Values are
+        compared lowercased, as iRedAPD compares the lists it loads."""
+        if not accounts:
+            return PolicyRows()
+        where = f"address IN ({in_list(accounts)})"
+        parts = [
+            f"SELECT 'alias', address, accesspolicy FROM alias WHERE {where}",
+            f"SELECT 'list', address, accesspolicy FROM maillists WHERE {where}",
+        ]
+        params: list[str] = [*accounts, *accounts]
+        if senders:
+            among = in_list(senders)
+            parts += [
+                f"SELECT 'member', address, forwarding FROM forwardings"
+                f" WHERE {where} AND is_list = 1 AND LOWER(forwarding) IN ({among})",
+                f"SELECT 'moderator', address, moderator FROM moderators WHERE {where} AND LOWER(moderator) IN ({among})",
+                f"SELECT 'owner', address, owner FROM maillist_owners WHERE {where} AND LOWER(owner) IN ({among})",
+            ]
+            params += [*accounts, *senders] * 3
+        found = PolicyRows()
+        listed = {"member": found.members, "moderator": found.moderators, "owner": found.owners}
+        for kind, address, value in self.db.query(" UNION ALL ".join(parts), params):
+            account, text = str(address).lower(), str(value or "")
+            if kind == "alias":
+                found.alias_policies.setdefault(account, text)
+            elif kind == "list":
+                found.list_policies.setdefault(account, text)
+            else:
+                listed[kind].setdefault(account, set()).add(text.lower())
+        return found
 
 
 def collect_alias_targets(
