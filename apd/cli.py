@@ -40,26 +40,39 @@ def parser() -> argparse.ArgumentParser:
 
 
 def setup_logging(settings: Any, target: str) -> None:
+    """apd's one log handler, for ``target`` ('stderr' or 'syslog'). A reload keeps the handler
+    when its destination is unchanged: its connection, and what it knows of a syslog outage
+    (reported once, not again by every worker re-reading the settings)."""
     root = logging.getLogger("apd")
+    root.setLevel(settings.log_level.upper())
+    root.propagate = False
+    wanted = log_destination(settings, target)
+    if [destination_of(handler) for handler in root.handlers] == [wanted]:
+        return
     for handler in list(root.handlers):
         root.removeHandler(handler)
         handler.close()
-    if target == "syslog":
-        if settings.SYSLOG_SERVER.startswith("/"):
-            address: Any = settings.SYSLOG_SERVER
-        else:
-            address = (settings.SYSLOG_SERVER, settings.SYSLOG_PORT)
-        facility = FACILITIES.get(settings.SYSLOG_FACILITY.lower(), FACILITIES["local5"])
-        try:
-            handler: logging.Handler = SyslogHandler(address, facility)
-        except OSError as exc:
-            print(f"apd: cannot reach syslog at {address}: {exc}; logging to stderr", file=sys.stderr)
-            handler = StderrHandler()
+    if wanted is None:
+        root.addHandler(StderrHandler())
     else:
-        handler = StderrHandler()
-    root.addHandler(handler)
-    root.setLevel(settings.log_level.upper())
-    root.propagate = False
+        root.addHandler(SyslogHandler(*wanted))
+
+
+def log_destination(settings: Any, target: str) -> tuple[Any, int] | None:
+    """(syslog address, facility), or None for stderr."""
+    if target != "syslog":
+        return None
+    if settings.SYSLOG_SERVER.startswith("/"):
+        address: Any = settings.SYSLOG_SERVER
+    else:
+        address = (settings.SYSLOG_SERVER, settings.SYSLOG_PORT)
+    return address, FACILITIES.get(settings.SYSLOG_FACILITY.lower(), FACILITIES["local5"])
+
+
+def destination_of(handler: logging.Handler) -> tuple[Any, int] | None | str:
+    if isinstance(handler, SyslogHandler):
+        return handler.address, handler.facility
+    return None if type(handler) is StderrHandler else "other"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,13 +8,15 @@ format without that machinery; every other message still goes through ``logging`
 
 from __future__ import annotations
 
+import errno
 import logging
-import logging.handlers
 import os
 import socket
 import sys
 import time
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
+
+from apd.log_escape import escape_controls
 
 STDERR_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 SYSLOG_FORMAT = "apd[%(process)d]: %(message)s"
@@ -31,16 +33,26 @@ class DecisionWriter(Protocol):
         ...
 
 
+class EscapingFormatter(logging.Formatter):
+    """Control characters in a message become ``\\xNN``: a value a client chose, logged anywhere,
+    cannot start a line of its own. A traceback appended after the message keeps its lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = escape_controls(record.message)
+        return super().formatMessage(record)
+
+
 class StderrHandler(logging.StreamHandler):
     """``logging.StreamHandler`` on stderr with apd's line format."""
 
     def __init__(self) -> None:
         super().__init__(sys.stderr)
-        self.setFormatter(logging.Formatter(STDERR_FORMAT))
+        self.setFormatter(EscapingFormatter(STDERR_FORMAT))
         self.writer: StreamWriter | None = None
 
     def decision_writer(self, logger: logging.Logger) -> DecisionWriter:
-        self.writer = StreamWriter(self.stream)
+        if self.writer is None:
+            self.writer = StreamWriter(self.stream)
         return self.writer
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -54,15 +66,184 @@ class StderrHandler(logging.StreamHandler):
         super().flush()
 
 
-class SyslogHandler(logging.handlers.SysLogHandler):
-    """``logging.handlers.SysLogHandler`` with apd's tag (``apd[pid]: ``)."""
+SYSLOG_PRIORITIES = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
+SYSLOG_RETRY_SECONDS = 30.0
 
-    def __init__(self, address: Any, facility: int) -> None:
-        super().__init__(address=address, facility=facility)
-        self.setFormatter(logging.Formatter(SYSLOG_FORMAT))
+
+class SyslogHandler(logging.Handler):
+    """Records to syslog, framed as ``logging.handlers.SysLogHandler`` frames them
+    (``<PRI>apd[pid]: message\\0``), and to stderr while syslog cannot be reached.
+
+    A container has no ``/dev/log``, and a syslog daemon restarts: SysLogHandler then printed a
+    traceback for every record (16 MB in 15 s under load). Here the first failure sends records
+    to stderr with one warning, a new connection is tried every ``retry_seconds``, and one notice
+    says when syslog is back. The master and its workers share who says so (``ReachabilityFlag``),
+    so an outage is reported once, not once per process.
+    """
+
+    def __init__(
+        self,
+        address: str | tuple[str, int],
+        facility: int,
+        retry_seconds: float = SYSLOG_RETRY_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self.address = address
+        self.facility = facility
+        self.where = address if isinstance(address, str) else f"{address[0]}:{address[1]}"
+        self.retry_seconds = retry_seconds
+        self.clock = clock
+        self.setFormatter(EscapingFormatter(SYSLOG_FORMAT))
+        self.fallback = StderrHandler()
+        self.flag = ReachabilityFlag()
+        self.socket: socket.socket | None = None
+        self.down = False  # this process sends to stderr
+        self.retry_at = 0.0
+        self._connect()
+
+    def priority(self, level: int) -> int:
+        return (self.facility << 3) | SYSLOG_PRIORITIES.get(level, 4)
 
     def decision_writer(self, logger: logging.Logger) -> DecisionWriter:
-        return SyslogWriter(self, logger)
+        return SyslogWriter(self, self.fallback.decision_writer(logger))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            data = f"<{self.priority(record.levelno)}>{self.format(record)}\0".encode("utf-8", "replace")
+        except Exception:
+            self.handleError(record)
+            return
+        if not self.send(data):
+            self.fallback.emit(record)
+
+    def send(self, data: bytes) -> bool:
+        """One message to syslog; False when it must go to stderr instead."""
+        if self.socket is None and (self.clock() < self.retry_at or not self._connect()):
+            return False
+        try:
+            self._send(data)
+            return True
+        except OSError as exc:
+            if exc.errno == errno.EMSGSIZE:
+                return False  # this one message is too long for a datagram: not an outage
+        # The daemon restarted (a new socket at the same path): one new connection at once.
+        if not self._connect():
+            return False
+        try:
+            self._send(data)
+            return True
+        except OSError as exc:
+            self._went_down(exc)
+            return False
+
+    def _send(self, data: bytes) -> None:
+        if self.socket is None:
+            raise OSError("not connected")
+        if isinstance(self.address, str):
+            self.socket.sendall(data)  # a datagram, or the whole message on a stream socket
+        else:
+            self.socket.sendto(data, self.address)
+
+    def _connect(self) -> bool:
+        self._close_socket()
+        try:
+            self.socket = open_syslog_socket(self.address)
+        except OSError as exc:
+            self._went_down(exc)
+            return False
+        if self.down:
+            self.down = False
+            if self.flag.change(down=False):
+                self._announce(logging.WARNING, f"syslog at {self.where} reachable again; logging to syslog")
+        return True
+
+    def _went_down(self, exc: OSError) -> None:
+        self._close_socket()
+        self.retry_at = self.clock() + self.retry_seconds
+        if self.down:
+            return
+        self.down = True
+        if self.flag.change(down=True):
+            self._announce(logging.WARNING, f"syslog at {self.where} unreachable: {exc}; logging to stderr")
+
+    def _announce(self, level: int, message: str) -> None:
+        """A change of where the log goes, on stderr (and in syslog once it is back)."""
+        record = logging.LogRecord("apd", level, __file__, 0, "%s", (message,), None)
+        if not self.down:
+            try:
+                self._send(f"<{self.priority(level)}>{self.format(record)}\0".encode())
+            except OSError:
+                pass
+        self.fallback.emit(record)
+
+    def _close_socket(self) -> None:
+        if self.socket is not None:
+            self.socket.close()
+            self.socket = None
+
+    def flush(self) -> None:
+        self.fallback.flush()
+
+    def close(self) -> None:
+        self._close_socket()
+        self.flag.close()
+        self.fallback.close()
+        super().close()
+
+
+def open_syslog_socket(address: str | tuple[str, int]) -> socket.socket:
+    """A unix socket path: datagram, else stream (as SysLogHandler tries them). (host, port): UDP."""
+    if not isinstance(address, str):
+        host, port = address
+        family, kind, proto, _, _ = socket.getaddrinfo(host, port, 0, socket.SOCK_DGRAM)[0]
+        return socket.socket(family, kind, proto)
+    first_error: OSError | None = None
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        sock = socket.socket(socket.AF_UNIX, kind)
+        try:
+            sock.connect(address)
+            return sock
+        except OSError as exc:
+            sock.close()
+            first_error = first_error or exc
+    assert first_error is not None
+    raise first_error
+
+
+class ReachabilityFlag:
+    """Whether syslog is reachable, shared by a process and the workers it forks, with a
+    race-free answer to "did I change it?": each state is a byte waiting in its own pipe, and
+    a change takes that byte (a one-byte read succeeds in exactly one process) and puts the other.
+    The one process that changed it announces the change."""
+
+    def __init__(self) -> None:
+        self.up_r, self.up_w = os.pipe()
+        self.down_r, self.down_w = os.pipe()
+        for fd in (self.up_r, self.up_w, self.down_r, self.down_w):
+            os.set_blocking(fd, False)
+        os.write(self.up_w, b"u")
+
+    def change(self, down: bool) -> bool:
+        """True when this call moved the state to ``down`` (False: already there, or another did)."""
+        take, put = (self.up_r, self.down_w) if down else (self.down_r, self.up_w)
+        try:
+            if not os.read(take, 1):
+                return False
+        except (BlockingIOError, OSError):
+            return False
+        try:
+            os.write(put, b"x")
+        except OSError:
+            pass
+        return True
+
+    def close(self) -> None:
+        for fd in (self.up_r, self.up_w, self.down_r, self.down_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
 
 class StreamWriter:
@@ -104,32 +285,23 @@ class StreamWriter:
 
 
 class SyslogWriter:
-    """One datagram per decision line, framed as SysLogHandler frames it (``<PRI>apd[pid]: msg\\0``)."""
+    """One datagram per decision line, framed as SyslogHandler frames it; while syslog is out of
+    reach, the line goes to stderr as StderrHandler writes it."""
 
-    def __init__(self, handler: logging.handlers.SysLogHandler, logger: logging.Logger) -> None:
-        self.handler = handler
-        self.logger = logger
-        priority = handler.encodePriority(handler.facility, handler.mapPriority("INFO"))
-        self.prefix = f"<{priority}>{handler.ident}apd[{os.getpid()}]: "  # built in the worker: its pid
+    def __init__(self, handler: SyslogHandler, fallback: DecisionWriter) -> None:
+        self.send = handler.send
+        self.fallback = fallback
+        self.prefix = f"<{handler.priority(logging.INFO)}>apd[{os.getpid()}]: "  # built in the worker: its pid
 
     def write(self, message: str, now: float) -> None:
-        data = f"{self.prefix}{message}\0".encode("utf-8")
-        handler = self.handler
-        try:
-            if handler.unixsocket:
-                handler.socket.send(data)
-            elif handler.socktype == socket.SOCK_DGRAM:
-                handler.socket.sendto(data, handler.address)
-            else:
-                handler.socket.sendall(data)
-        except (OSError, AttributeError):
-            self.logger.info("%s", message)  # the handler reconnects or reports the error
+        if not self.send(f"{self.prefix}{message}\0".encode("utf-8", "replace")):
+            self.fallback.write(message, now)
 
     def flush(self) -> None:
-        pass  # each line is already sent
+        self.fallback.flush()
 
     def holding(self) -> bool:
-        return False
+        return self.fallback.holding()
 
 
 class LoggingWriter:

@@ -10,6 +10,7 @@ from apd import replies
 from apd.checks.base import Check
 from apd.context import RequestContext
 from apd.errors import StoreUnavailable
+from apd.log_escape import escape_controls
 from apd.netmatch import TrustedClients
 from apd.protocol import PolicyRequest
 from apd.store.sessions import session_row, should_log
@@ -104,7 +105,8 @@ class Policy:
 
 
 def describe(request: PolicyRequest, decision: Decision) -> str:
-    """The INFO line for one decision (iRedAPD's layout plus the deciding check)."""
+    """The INFO line for one decision (iRedAPD's layout plus the deciding check), control
+    characters escaped (apd/log_escape.py)."""
     get = request.attrs.get
     sasl, sender, rcpt = request.sasl_username, request.sender, request.recipient
     if not sasl:
@@ -123,7 +125,8 @@ def describe(request: PolicyRequest, decision: Decision) -> str:
         )
     else:
         details = f"recipient_count={get('recipient_count', '')}, size={get('size', '')}"
-    return (
+    # Every value but the timing comes from the client: one scan of the whole line escapes them all.
+    return escape_controls(
         f"[{request.client_address}] {state}, {flow}, {decision.action} "
         f"[{details}, check={decision.check or '-'}, process_time={decision.millis / 1000:.4f}s]"
     )
