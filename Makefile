@@ -15,7 +15,7 @@ ARGS ?=
 PYTHON  ?= $(shell /usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1 && echo /usr/bin/python3 || echo python3)
 
 .PHONY: run test venv venv-ldap venv-dev deps debian-deps bench lint conf check-config init-db clean install uninstall \
-        wblist-admin greylisting-admin cleanup-db spf-to-greylist-whitelists
+        wblist-admin greylisting-admin throttle-admin cleanup-db spf-to-greylist-whitelists
 
 # What `make run` needs: apd and the SQL drivers, all wheels (no compiler, no Debian package).
 $(VENV)/.installed: setup.py
@@ -77,6 +77,9 @@ wblist-admin: venv
 greylisting-admin: venv
 	$(VENV)/bin/apd-greylisting-admin $(ARGS)
 
+throttle-admin: venv
+	$(VENV)/bin/apd-throttle-admin $(ARGS)
+
 cleanup-db: venv
 	$(VENV)/bin/apd-cleanup-db $(ARGS)
 
@@ -97,7 +100,7 @@ ETCDIR   ?= /etc/apd
 UNITDIR  ?= /etc/systemd/system
 APD_USER ?= apd
 EXTRAS   ?= mysql,pgsql
-COMMANDS := apd apd-wblist-admin apd-greylisting-admin apd-cleanup-db apd-spf-to-greylist-whitelists
+COMMANDS := apd apd-wblist-admin apd-greylisting-admin apd-throttle-admin apd-cleanup-db apd-spf-to-greylist-whitelists
 
 install:
 	test -x $(PREFIX)/bin/python || $(PYTHON) -m venv $(PREFIX)

@@ -20,6 +20,7 @@ setup(
             "apd-spf-to-greylist-whitelists = admin.spf_to_greylist_whitelists:main",
             "apd-wblist-admin = admin.wblist_admin:main",
             "apd-greylisting-admin = admin.greylisting_admin:main",
+            "apd-throttle-admin = admin.throttle_admin:main",
             "apd-cleanup-db = admin.cleanup_db:main",
         ]
     },

@@ -17,7 +17,14 @@ from tests.helpers.policy_client import PolicyClient, rcpt, wait_for_port
 from tests.helpers.servers import require_binary
 
 DIRS = {"PREFIX": "opt", "BINDIR": "bin", "ETCDIR": "etc", "UNITDIR": "units"}
-COMMANDS = ["apd", "apd-wblist-admin", "apd-greylisting-admin", "apd-cleanup-db", "apd-spf-to-greylist-whitelists"]
+COMMANDS = [
+    "apd",
+    "apd-wblist-admin",
+    "apd-greylisting-admin",
+    "apd-throttle-admin",
+    "apd-cleanup-db",
+    "apd-spf-to-greylist-whitelists",
+]
 
 
 @pytest.fixture(autouse=True)
