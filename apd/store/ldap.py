@@ -102,6 +102,11 @@ def shadow_address_users_filter(addresses: Iterable[str]) -> str:
     return f"(&(objectClass=mailUser)(enabledService=shadowaddress)(|{terms}))"
 
 
+def domain_alias_names_filter(domains: Iterable[str]) -> str:
+    terms = "".join(f"(domainName={_q(d)})(domainAliasName={_q(d)})" for d in domains)
+    return f"(&(objectClass=mailDomain)(enabledService=domainalias)(|{terms}))"
+
+
 def login_mismatch_filter(sender: str, sasl_username: str, strictly: bool, list_member: bool) -> str | None:
     """ldap.md §3.5: may ``sasl_username`` send as ``sender``? None when neither setting is on."""
     s, u = _q(sender), _q(sasl_username)
@@ -382,6 +387,21 @@ class LdapAccounts:
             ["mail", "shadowAddress"],
         )
         return _distinct(v.lower() for _dn, a in found for name in ("mail", "shadowAddress") for v in _values(a, name))
+
+    def domain_alias_names(self, domains: Sequence[str]) -> list[str]:
+        """ldap.md §3.6 moderatorsonly: the primary and alias names (lower case) of the domains
+        with the ``domainalias`` service that carry any of ``domains`` as either name."""
+        domains = [d for d in domains if is_domain(d) and _matchable(d)]
+        if not domains:
+            return []
+        found = self.search(
+            self.basedn,
+            ldap.SCOPE_ONELEVEL,
+            domain_alias_names_filter(domains),
+            ["domainName", "domainAliasName"],
+        )
+        names = ("domainName", "domainAliasName")
+        return _distinct(v.lower() for _dn, a in found for name in names for v in _values(a, name))
 
     def sender_login_allowed(self, sender: str, sasl_username: str, strictly: bool, list_member: bool) -> bool:
         """ldap.md §3.5: is ``sender`` an alias of, or a list/alias ``sasl_username`` belongs to?"""
