@@ -84,8 +84,9 @@ class Envelope:
 
 
 def printable(text: str) -> str:
-    """Control characters as escapes (``\\n``, ``\\x1b``): a request value can neither add a
-    header or body line to a notice nor break a log line."""
+    """Non-printable characters as escapes (``\\n``, ``\\x1b``, ``\\u2028``): a request value can
+    neither add a header or body line to a notice nor break a log line. Stricter than
+    apd/log_escape.py: the email package also splits header values at U+2028 and friends."""
     return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
 

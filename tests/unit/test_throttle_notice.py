@@ -100,6 +100,11 @@ def test_request_values_cannot_add_lines():
     assert notice_subject(hostile) == "Throttle quota exceeded: a@d.com\\r\\nBcc: victim@example.org, max_msgs=100 "
     assert notice_body(hostile).count("\n") == 6
     assert "- Client IP address: 192.0.2.7\\n- User: x\n" in notice_body(hostile)
+    separator = event(user="a@d.com\u2028Bcc: victim@example.org")
+    envelope = Envelope("n@example.com", "", ("root",))
+    composed = compose(envelope, notice_subject(separator), notice_body(separator), "d", "<3@x>")
+    assert composed["Subject"] == "Throttle quota exceeded: a@d.com\\u2028Bcc: victim@example.org, max_msgs=100 "
+    assert composed["Bcc"] is None
 
 
 def test_compose_as_iredapd():
