@@ -242,3 +242,33 @@ def test_both_checks_share_one_statement(store):
     assert SqlMlAccessPolicy(store.settings, store).check(request, ctx) is None
     assert SqlAliasAccessPolicy(store.settings, store).check(request, ctx) == REJECT
     assert len(statements) == 2, statements
+
+
+@pytest.mark.parametrize("kind", ["mysql", "pgsql"])
+def test_through_a_real_apd(request, apd_factory, kind):
+    from tests.helpers.backends import open_fresh_store
+    from tests.helpers.policy_client import rcpt
+
+    server = request.getfixturevalue("mariadb_server" if kind == "mysql" else "postgres_server")
+    server.require_schema("iredmail")
+    store = open_fresh_store(kind, server.settings("iredmail"), server, "iredmail")
+    try:
+        seed(store)
+    finally:
+        store.close()
+    apd = apd_factory(
+        plugins=["reject_null_sender", "sql_alias_access_policy", "sql_ml_access_policy"],
+        workers=1,
+        **server.apd_settings("iredmail"),
+    )
+    with apd.client() as client:
+        for sender, recipient, expected in [
+            ("user@external.com", "members@test.com", REJECT),
+            ("Member+Tag@Test.com", "MEMBERS@test.com", "DUNNO"),  # Postfix's case: apd lowercases
+            ("user@external.com", "members@alias.com", REJECT),
+            ("mod@test.com", "moderators@test.com", "DUNNO"),
+            ("user@external.com", "list-domain@test.com", REJECT),
+            ("owner@external.com", "list-domain@test.com", "DUNNO"),
+            ("member@test.com'or'1'='1", "members@test.com", REJECT),
+        ]:
+            assert client.ask(**rcpt(sender=sender, recipient=recipient)) == expected, (sender, recipient)

@@ -244,3 +244,26 @@ def test_searches_per_request(store):
     store.accounts.search = lambda *args, **kwargs: searches.append(args[2]) or search(*args, **kwargs)
     assert ask(store, "user@external.org", "members@lists.org") == REJECT
     assert len(searches) == 3, searches
+
+
+def test_through_a_real_apd(apd_factory, directory, mariadb_server):
+    from tests.helpers.policy_client import rcpt
+
+    mariadb_server.truncate("apd")
+    settings = mariadb_server.apd_settings("apd", backend="ldap")
+    settings.update(directory.settings(), plugins=["reject_null_sender", "ldap_maillist_access_policy"], workers=1)
+    apd = apd_factory(**settings)
+    with apd.client() as client:
+        for sender, recipient, sasl_username, expected in [
+            ("user@external.org", "members@lists.org", "", REJECT),
+            ("Member+Tag@Lists.org", "MEMBERS@lists.org", "", "DUNNO"),  # Postfix's case: apd lowercases
+            ("user@external.org", "members@alias-lists.org", "", REJECT),
+            ("allowed.alias@lists.org", "moderators@lists.org", "allowed@lists.org", "DUNNO"),
+            ("user@external.org", "inactive@lists.org", "", INACTIVE),
+            # filter syntax an address may hold past its valid prefix (parentheses and * it may not)
+            ("member@lists.org\\2a", "members@lists.org", "", REJECT),
+            ("member@lists.org\\", "members@lists.org", "member@lists.org\\2a", REJECT),
+            ("user@external.org", "members@lists.org\\2a", "", "DUNNO"),
+        ]:
+            reply = client.ask(**rcpt(sender=sender, recipient=recipient, sasl_username=sasl_username))
+            assert reply == expected, (sender, recipient)
