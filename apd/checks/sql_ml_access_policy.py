@@ -20,8 +20,15 @@ log = logging.getLogger(__name__)
 class SqlMlAccessPolicy(Check):
     name = "sql_ml_access_policy"
 
+    def __init__(self, settings, store):
+        super().__init__(settings, store)
+        # iRedAPD fails (DUNNO) on every request when the accounts are elsewhere: say so once.
+        self.applies = settings.backend != "ldap"
+        if not self.applies:
+            log.warning("check %s needs an SQL backend (backend is %r); it answers DUNNO", self.name, settings.backend)
+
     def check(self, request, ctx):
-        if not request.recipient:
+        if not self.applies or not request.recipient:
             return None
         facts = ctx.access_policy_facts()
         real = resolve(facts.rows.list_policies, facts.recipient, facts.sender, facts.sender_target)
