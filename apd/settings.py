@@ -354,6 +354,13 @@ REGISTRY: tuple[Setting, ...] = (
     _S("ALLOWED_LOGIN_MISMATCH_STRICTLY", _bool, True, "Allow the user's own aliases."),
     _S("ALLOWED_LOGIN_MISMATCH_LIST_MEMBER", _bool, False, "Allow list members to send as the list."),
     _S("MLMMJADMIN_API_AUTH_TOKEN_HEADER_NAME", _str, "X-MLMMJADMIN-API-AUTH-TOKEN", "Token header."),
+    _S(
+        "MLMMJADMIN_API_TIMEOUT",
+        _positive_number,
+        3.0,
+        "Seconds one mlmmjadmin API call may take (apd addition; iRedAPD waits forever). A failed call"
+        " counts as 'not a subscriber'.",
+    ),
     # greylisting
     _S("GREYLISTING_MESSAGE", _str, "Intentional policy rejection, please try again later", "451 text."),
     _S("GREYLISTING_TRAINING_MODE", _bool, False, "Track but never greylist."),

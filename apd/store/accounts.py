@@ -7,6 +7,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 from apd.access_policy import PolicyRows
 from apd.address import is_domain
+from apd.login_mismatch import SenderRelations
 from apd.store.base import Database, in_list
 
 
@@ -27,6 +28,36 @@ class SqlAccounts:
         if self.db.query_one(sql + " LIMIT 1", (domain,)):
             return True
         return include_alias and self.alias_target(domain) is not None
+
+    def sender_relations(
+        self, sender: str, list_address: str, sasl_username: str, strictly: bool, list_member: bool
+    ) -> SenderRelations:
+        """How ``sender`` relates to login ``sasl_username`` (reject_sender_login_mismatch step B.4,
+        schemas.md §3.2), in one statement: with ``strictly``, is it one of the login's per-user
+        alias addresses (also of its ``+ext`` forms)? With ``list_member``, is the login a member
+        of the alias ``list_address`` (the sender, or its alias-domain rewrite), or is that an
+        active mlmmj list?"""
+        tests: dict[str, str] = {}  # what -> an EXISTS test
+        params: list[str] = []
+        if strictly:
+            name, _, domain = sasl_username.rpartition("@")
+            tests["alias"] = (
+                "EXISTS (SELECT 1 FROM forwardings WHERE address = %s AND is_alias = 1"
+                " AND (forwarding = %s OR forwarding LIKE %s ESCAPE '!'))"
+            )
+            params += [sender, sasl_username, f"{like_escape(name)}+%@{like_escape(domain)}"]
+        if list_member:
+            tests["member"] = (
+                "EXISTS (SELECT 1 FROM forwardings"
+                " WHERE address = %s AND forwarding = %s AND is_list = 1 AND active = 1)"
+            )
+            tests["mlmmj"] = "EXISTS (SELECT 1 FROM maillists WHERE address = %s AND active = 1)"
+            params += [list_address, sasl_username, list_address]
+        if not tests:
+            return SenderRelations()
+        row = self.db.query_one("SELECT " + ", ".join(tests.values()), params) or ()
+        found = {what for what, value in zip(tests, row) if value}
+        return SenderRelations(allowed=bool(found & {"alias", "member"}), mlmmj_list="mlmmj" in found)
 
     def alias_target(self, domain: str) -> str | None:
         return self.alias_targets([domain])[domain.lower()]
@@ -79,6 +110,11 @@ class SqlAccounts:
             else:
                 listed[kind].setdefault(account, set()).add(text.lower())
         return found
+
+
+def like_escape(text: str) -> str:
+    """``text`` matched literally by LIKE ... ESCAPE '!' (a ``_`` in a name is no wildcard)."""
+    return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
 
 
 def collect_alias_targets(

@@ -25,6 +25,7 @@ from ldap.filter import escape_filter_chars
 
 from apd.address import is_domain
 from apd.errors import StoreError, StoreUnavailable
+from apd.login_mismatch import SenderRelations
 from apd.store.accounts import collect_alias_targets
 from apd.store.base import BACKOFF_FIRST, BACKOFF_MAX
 
@@ -107,12 +108,19 @@ def domain_alias_names_filter(domains: Iterable[str]) -> str:
     return f"(&(objectClass=mailDomain)(enabledService=domainalias)(|{terms}))"
 
 
-def login_mismatch_filter(sender: str, sasl_username: str, strictly: bool, list_member: bool) -> str | None:
-    """ldap.md §3.5: may ``sasl_username`` send as ``sender``? None when neither setting is on."""
+def login_mismatch_filter(
+    sender: str, sasl_username: str, strictly: bool, list_member: bool, list_address: str | None = None
+) -> str | None:
+    """ldap.md §3.5: may ``sasl_username`` send as ``sender``? None when neither setting is on.
+
+    ``list_address`` (default: the sender) is the list or alias the membership terms ask about:
+    the check passes the sender's alias-domain rewrite there, as the SQL branch does.
+    """
     s, u = _q(sender), _q(sasl_username)
+    lst = s if list_address is None else _q(list_address)
     user_alias = f"(&(objectClass=mailUser)(mail={u})(shadowAddress={s}))"
-    list_member_f = f"(&(objectClass=mailUser)(|(mail={u})(shadowAddress={u}))(memberOfGroup={s}))"
-    alias_member = f"(&(objectClass=mailAlias)(|(mail={s})(shadowAddress={s}))(mailForwardingAddress={u}))"
+    list_member_f = f"(&(objectClass=mailUser)(|(mail={u})(shadowAddress={u}))(memberOfGroup={lst}))"
+    alias_member = f"(&(objectClass=mailAlias)(|(mail={lst})(shadowAddress={lst}))(mailForwardingAddress={u}))"
     if strictly and list_member:
         return f"(|{user_alias}{list_member_f}{alias_member})"
     if strictly:
@@ -123,6 +131,12 @@ def login_mismatch_filter(sender: str, sasl_username: str, strictly: bool, list_
 
 
 ACTIVE_MLMMJ_LISTS_FILTER = "(&(objectClass=mailList)(enabledService=mlmmj)(accountStatus=active))"
+
+
+def mlmmj_list_filter(list_address: str) -> str:
+    """The active mlmmj list ``list_address`` (iRedAPD's filter names no list: any list matched)."""
+    lst = _q(list_address)
+    return f"(&(objectClass=mailList)(enabledService=mlmmj)(accountStatus=active)(|(mail={lst})(shadowAddress={lst})))"
 
 
 def _decode(attrs: dict[str, list[bytes]]) -> dict[str, list[str]]:
@@ -413,6 +427,21 @@ class LdapAccounts:
     def has_active_mlmmj_lists(self) -> bool:
         """ldap.md §3.5: does any active mlmmj mailing list exist?"""
         return bool(self.search(self.basedn, ldap.SCOPE_SUBTREE, ACTIVE_MLMMJ_LISTS_FILTER, ["dn"]))
+
+    def sender_relations(
+        self, sender: str, list_address: str, sasl_username: str, strictly: bool, list_member: bool
+    ) -> SenderRelations:
+        """ldap.md §3.5 in one search: the login's own alias (``strictly``) or membership of
+        ``list_address`` (``list_member``) allows; else, with either setting (as iRedAPD), is
+        ``list_address`` an active mlmmj list? mailUser/mailAlias entries can only match the
+        first terms and mailList entries only the last, so objectClass tells them apart."""
+        allow = login_mismatch_filter(sender, sasl_username, strictly, list_member, list_address)
+        if allow is None or not _matchable(sender, list_address, sasl_username):
+            return SenderRelations()
+        filterstr = f"(|{allow}{mlmmj_list_filter(list_address)})"
+        found = self.search(self.basedn, ldap.SCOPE_SUBTREE, filterstr, ["objectClass"])
+        classes = {c.lower() for _dn, attrs in found for c in _values(attrs, "objectClass")}
+        return SenderRelations(allowed=bool(classes & {"mailuser", "mailalias"}), mlmmj_list="maillist" in classes)
 
 
 def _matchable(*values: str) -> bool:

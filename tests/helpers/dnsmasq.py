@@ -43,6 +43,10 @@ SPF evaluation (tests/integration/test_spf_dns.py):
                              include:d.slow.test include:e.slow.test ip4:192.0.2.90"
     probe-fast.spf.test TXT "v=spf1 ip4:192.0.2.0/24"
 
+The forged-sender check of reject_sender_login_mismatch (tests/integration/test_sender_login_mismatch.py):
+
+    forged.test         TXT "v=spf1 ip4:192.0.2.150 -all"
+
 The whitelist tool (tests/integration/test_spf_to_greylist_whitelists.py):
 
     wl-one.test         TXT "v=spf1 include:_spf.wl-big.test ip4:192.0.2.101 ptr -all"
@@ -96,6 +100,7 @@ def _zone() -> tuple[dict[str, list[str]], dict[str, list[str]], dict[str, list[
             " include:e.slow.test ip4:192.0.2.90"
         ],
         "probe-fast.spf.test": ["v=spf1 ip4:192.0.2.0/24"],
+        "forged.test": ["v=spf1 ip4:192.0.2.150 -all"],
         "wl-one.test": ["v=spf1 include:_spf.wl-big.test ip4:192.0.2.101 ptr -all"],
         "wl-two.test": ["v=spf1 include:_spf.wl-big.test ip4:192.0.2.101 ip4:192.0.2.102 ~all"],
         "_spf.wl-big.test": ["v=spf1 ip4:198.51.100.0/24 ip6:2001:db8:100::/48 a:relay.wl-big.test"],
