@@ -128,6 +128,7 @@ ALIAS_CASES = [
     ("member+tag@test.com", "members@test.com", None),  # sender extension
     ("outside@external.com", "members@test.com", None),  # member stored in upper case
     ("member@alias.com", "members@test.com", None),  # alias-domain form of a member
+    ("member@other.com", "members@test.com", REJECT),  # same local part, not an alias domain
     ("user@test.com", "members@test.com", REJECT),  # local, not a member
     ("user@external.com", "members@test.com", REJECT),
     ("mod@test.com", "members@test.com", REJECT),  # a moderator is not a member
