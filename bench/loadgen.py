@@ -16,12 +16,16 @@ import socket
 import time
 from array import array
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence, Union
 
 REPLY_END = b"\n\n"
 CONNECT_TIMEOUT = 5.0
 DRAIN_TIMEOUT = 3.0  # after the window closes, how long replies in flight may take
 MAX_DURATION = 120.0  # no cell runs longer than this, whatever is asked
+
+# One request sent again and again, or a mix: each connection cycles through the list, starting
+# at its own place, so that every request of the mix is in flight at once.
+Payload = Union[bytes, Sequence[bytes]]
 
 
 @dataclass
@@ -57,12 +61,17 @@ class LoadResult:
 
 
 class _Conn:
-    __slots__ = ("sock", "buffer", "sent_at")
+    __slots__ = ("sock", "buffer", "sent_at", "turn")
 
-    def __init__(self, sock: socket.socket):
+    def __init__(self, sock: socket.socket, turn: int = 0):
         self.sock = sock
         self.buffer = b""
         self.sent_at = 0
+        self.turn = turn  # the index of the next request of the mix
+
+
+def requests_of(payload: Payload) -> list[bytes]:
+    return [payload] if isinstance(payload, bytes) else list(payload)
 
 
 def _open(address: tuple[str, int], blocking_connect: bool) -> socket.socket:
@@ -84,7 +93,7 @@ def _open(address: tuple[str, int], blocking_connect: bool) -> socket.socket:
 def drive(
     address: tuple[str, int],
     connections: int,
-    payload: bytes,
+    payload: Payload,
     measure_from: float,
     measure_until: float,
     churn: bool = False,
@@ -104,14 +113,22 @@ def drive(
     end_ns = int(measure_until * 1e9) + offset
     hard_end_ns = end_ns + int(DRAIN_TIMEOUT * 1e9)
     active = 0
+    mix = requests_of(payload)
+    opened = 0
+
+    def next_request(conn: _Conn) -> bytes:
+        request = mix[conn.turn % len(mix)]
+        conn.turn += 1
+        return request
 
     def start_request(conn: _Conn) -> None:
         conn.sent_at = now_ns()
-        conn.sock.send(payload)  # a request is far smaller than the socket buffer
+        conn.sock.send(next_request(conn))  # a request is far smaller than the socket buffer
 
     def begin(sock: socket.socket) -> None:
-        nonlocal active
-        conn = _Conn(sock)
+        nonlocal active, opened
+        conn = _Conn(sock, opened)
+        opened += 1
         active += 1
         if churn:  # the connect may still be in progress: wait until writable
             conn.sent_at = now_ns()
@@ -134,7 +151,8 @@ def drive(
             except OSError:
                 result.errors += 1
                 continue
-            selector.register(sock, selectors.EVENT_READ, _Conn(sock))
+            selector.register(sock, selectors.EVENT_READ, _Conn(sock, opened))
+            opened += 1
         for key in list(selector.get_map().values()):
             active += 1
             start_request(key.data)
@@ -156,7 +174,7 @@ def drive(
                     continue
                 selector.modify(conn.sock, selectors.EVENT_READ, conn)
                 try:
-                    conn.sock.send(payload)  # sent_at stays at the connect: churn latency includes it
+                    conn.sock.send(next_request(conn))  # sent_at stays at the connect: churn latency includes it
                 except OSError:
                     result.errors += 1
                     finish(conn)
@@ -219,7 +237,7 @@ def _child(pipe, *args) -> None:
 def run_load(
     address: tuple[str, int],
     connections: int,
-    payload: bytes,
+    payload: Payload,
     duration: float = 4.0,
     warmup: float = 1.0,
     churn: bool = False,

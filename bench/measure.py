@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from bench.loadgen import LoadResult, run_load
+from bench.loadgen import LoadResult, Payload, run_load
 from bench.servers import ApdServer, NullServer, cpu_seconds, peak_rss_kib
 from tests.helpers.policy_client import rcpt, request_bytes
 
@@ -43,6 +43,7 @@ class Measured:
     rows: list[Row] = field(default_factory=list)
     rss_kib: dict[int, int] = field(default_factory=dict)  # pid -> peak RSS; the first pid is the master
     note: str = ""
+    statements: str = ""  # SQL statements per request, when the scenario counts them
 
 
 def payload(request: dict[str, str] | None = None) -> bytes:
@@ -50,7 +51,7 @@ def payload(request: dict[str, str] | None = None) -> bytes:
     return request_bytes(**rcpt(**(request or {})))
 
 
-def measure_cell(server: Any, cell: Cell, options: Options, request: bytes) -> LoadResult:
+def measure_cell(server: Any, cell: Cell, options: Options, request: Payload) -> LoadResult:
     """One cell against a started ``server`` (it has ``address`` and ``pid``), with its CPU time."""
     return run_load(
         server.address,

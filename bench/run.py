@@ -87,8 +87,9 @@ def run_all(planned: list[tuple[Scenario, list[Cell]]], options: Options, worker
         for scenario, _ in planned:
             print(f"  starting {scenario.label} ...", flush=True)
             servers[scenario.label] = start(scenario, workers, stack)
-            requests[scenario.label] = payload(scenario.request)
-            wait_until_answering(servers[scenario.label].address, requests[scenario.label])
+            mix = [payload(request) for request in scenario.mix]
+            requests[scenario.label] = mix or payload(scenario.request)
+            wait_until_answering(servers[scenario.label].address, mix[0] if mix else requests[scenario.label])
         results = {scenario.label: Measured(scenario.label) for scenario, _ in planned}
         for cell in sorted({c for _, cells in planned for c in cells}, key=cell_order):
             print(f"  {cell.mode} {cell.connections}:", end="", flush=True)
@@ -99,6 +100,9 @@ def run_all(planned: list[tuple[Scenario, list[Cell]]], options: Options, worker
                     results[label].rows.append(Row(label, cell, result))
                     print(f" {label} {result.rate:.0f}/s", end="", flush=True)
             print()
+        for scenario, _ in planned:  # while the databases still run
+            if scenario.statements:
+                results[scenario.label].statements = scenario.statements(servers[scenario.label].apd.settings)
         return [finish(results[s.label], servers[s.label]) for s, _ in planned]
 
 
@@ -130,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(format_table(results, {s.label: s for s in scenarios}))
     print(format_memory(results))
+    for m in results:
+        if m.statements:
+            print(f"  {m.label}: SQL statements per request: {m.statements}")
     print()
     for m in results:
         print(f"  {m.label}: {scenarios_doc(m.label)}; replies seen: {m.note or '(none)'}")

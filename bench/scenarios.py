@@ -43,6 +43,8 @@ class Scenario:
     default: bool = True  # run by a plain `make bench`
     parse_requests: bool = False  # null server only: split each request into a dict (bench/null_server.py --parse)
     doc: str = ""
+    mix: tuple[dict[str, str], ...] = ()  # requests each connection cycles through, instead of ``request``
+    statements: Callable[[dict[str, Any]], str] | None = None  # apd settings -> SQL statements per request
 
 
 SCENARIOS = [
@@ -108,6 +110,44 @@ for _kind, _name in (("sqlite", "sqlite"), ("mysql", "mariadb")):
             doc=f"amavisd_wblist alone on {_name}, 100,000 list entries (50,000 CIDR, IPv4 and IPv6)",
         ),
     ]
+
+
+# throttle alone at 50 connections, an END-OF-MESSAGE mix (bench/throttle.py), SQLite and MariaDB;
+# the session log is off so that the figures are the check's.
+THROTTLE = {"plugins": ["throttle"], "LOG_SMTP_SESSIONS": False, "NOTIFICATION_RECIPIENTS": []}
+
+
+def _throttle_environment(kind: str) -> Callable[..., Any]:
+    from bench.throttle import environment
+
+    return environment(kind)
+
+
+def _throttle_statements(settings: dict[str, Any]) -> str:
+    from bench.throttle import statements_per_request
+
+    return statements_per_request(settings)
+
+
+def _throttle_mix() -> tuple[dict[str, str], ...]:
+    from bench.throttle import MIX
+
+    return MIX
+
+
+for _kind, _name in (("sqlite", "sqlite"), ("mysql", "mariadb")):
+    SCENARIOS.append(
+        Scenario(
+            f"throttle-{_name}",
+            THROTTLE,
+            cells=AT_50,
+            environment=_throttle_environment(_kind),
+            mix=_throttle_mix(),
+            statements=_throttle_statements,
+            doc=f"throttle alone on {_name}: 64 END-OF-MESSAGE requests cycled (authenticated and external "
+            "senders, one and three recipients, limits reached and not; bench/throttle.py)",
+        )
+    )
 
 
 def by_label(label: str) -> Scenario:

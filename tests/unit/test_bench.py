@@ -69,3 +69,50 @@ def test_verdict_reports_the_parsing_null_server_for_reference():
     text = verdict([measured(NULL, 1000), measured(NULL_PARSE, 600), measured("apd-core", 450)])
     assert "reaches 45% of the null server's throughput (goal >= 70%): NOT met" in text
     assert "null-parse reaches 60% of null, and apd-core 75% of null-parse" in text
+
+
+def test_load_generator_cycles_a_mix_of_requests():
+    """Each connection sends the requests of a mix in turn (a server here answers with the sender)."""
+    import socket
+    import threading
+
+    from tests.helpers.policy_client import request_bytes
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    seen: list[str] = []
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        buffer = b""
+        while True:
+            data = conn.recv(65536)
+            if not data:
+                break
+            buffer += data
+            while b"\n\n" in buffer:
+                request, buffer = buffer.split(b"\n\n", 1)
+                sender = dict(line.split("=", 1) for line in request.decode().splitlines())["sender"]
+                seen.append(sender)
+                conn.sendall(f"action={sender}\n\n".encode())
+        conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    mix = [request_bytes(sender=f"s{i}@x.org") for i in range(3)]
+    result = run_load(listener.getsockname(), 1, mix, duration=0.3, warmup=0.05, processes=1)
+    thread.join(10)
+    listener.close()
+    assert result.errors == 0 and result.replies > 6
+    assert seen[:6] == ["s0@x.org", "s1@x.org", "s2@x.org"] * 2
+
+
+def test_throttle_scenario_counts_statements_per_request(tmp_path):
+    from bench.throttle import sqlite_environment, statements_per_request
+
+    scenario = by_label("throttle-sqlite")
+    assert len(scenario.mix) == 64 and scenario.statements is not None
+    with sqlite_environment(tmp_path) as extra:
+        counted = statements_per_request({**scenario.settings, "backend": "sqlite", **extra}, rounds=2)
+    per_request = float(counted.split()[0])
+    assert 2 <= per_request <= 6, counted  # settings and alias lookups, then the counters
+    assert counted.endswith("(SQLite trace callback)")
