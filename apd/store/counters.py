@@ -27,15 +27,12 @@ key as "someone else created it".
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Sequence
 
-from apd.errors import Conflict, DuplicateKey
+from apd.errors import Conflict, DuplicateKey, StoreError
 from apd.store.base import Database
 from apd.throttle.rules import ACCEPTED, Counted, Counter, Tracked, first_refusal
-
-log = logging.getLogger(__name__)
 
 TRACKING_COLUMNS = ("tid", "account", "period", "cur_msgs", "cur_quota", "init_time", "last_time")
 # The window of a row has expired (rules.expired): params now, period. init_time 0 = never.
@@ -129,12 +126,12 @@ class ThrottleCounters:
             if len(counters) == 1 and missing:
                 if self.create(counters[0], rc, size, now):
                     return ACCEPTED
-            else:
-                for counter in missing:  # zero rows, then the transaction again
-                    self.create(counter, 0, 0, now)
-            # else the rows changed between the UPDATE and the read (a window restarted): again
-        log.warning("throttle counters (tid %s) kept changing; message refused", counters[0].tid)
-        return Counted(counters[0], "max_msgs" if any(c.max_msgs > 0 for c in counters) else "max_quota", None)
+                continue  # another message created it meanwhile: again
+            for counter in missing:  # zero rows, then the transaction again
+                self.create(counter, 0, 0, now)
+            # nothing missing and nothing refuses now: the rows changed since the UPDATE
+            # (a window restarted): again
+        raise StoreError(f"throttle counters of setting id {counters[0].tid} kept changing or deadlocking")
 
     def _update(self, counters: Sequence[Counter], rc: int, size: int, now: int) -> bool:
         if len(counters) == 1:
@@ -154,13 +151,13 @@ class ThrottleCounters:
         duplicate); True when this call created it."""
         values = (counter.tid, counter.key, counter.period, msgs, size, now, now)
         lock_sql = getattr(self.db.dialect, "advisory_lock_sql", None)
-        if lock_sql:
-            with self.db.transaction():
-                self.db.execute(lock_sql, (f"throttle_tracking:{counter.tid}:{counter.key}",))
-                return self.db.execute(INSERT_MISSING_SQL, (*values, counter.tid, counter.key)) > 0
         try:
+            if lock_sql:
+                with self.db.transaction():
+                    self.db.execute(lock_sql, (f"throttle_tracking:{counter.tid}:{counter.key}",))
+                    return self.db.execute(INSERT_MISSING_SQL, (*values, counter.tid, counter.key)) > 0
             self.db.execute(INSERT_SQL, values)
-        except DuplicateKey:
+        except DuplicateKey:  # also on PostgreSQL with a unique key, when a writer without the lock won
             return False
         return True
 
