@@ -94,9 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.check_config:
         for warning in (*settings.warnings, *plan_warnings):
             print(f"apd: warning: {warning}", file=sys.stderr)
-        missing = missing_driver(settings)
-        if missing:
-            print(f"apd: error: {missing}", file=sys.stderr)
+        problem = missing_driver(settings) or store_problem(settings)
+        if problem:
+            print(f"apd: error: {problem}", file=sys.stderr)
             return 1
         order = ", ".join(f"{p.name}({p.priority})" for p in planned) or "(none)"
         print(f"apd: settings OK ({settings.source}); checks in order: {order}")
@@ -143,4 +143,20 @@ def missing_driver(settings) -> str | None:
         check_drivers(settings)
     except StoreError as exc:
         return str(exc)
+    return None
+
+
+def store_problem(settings: Any) -> str | None:
+    """What --check-config reports when the workers could not write the SQLite database: the
+    store is prepared as at start (file and tables created, given to run_as_user), then that
+    account tries a write, which is rolled back."""
+    if settings.backend != "sqlite":
+        return None
+    from apd.errors import StoreError
+    from apd.master import prepare_store
+
+    try:
+        prepare_store(settings)
+    except (StoreError, OSError) as exc:
+        return f"cannot use the SQLite store: {exc}"
     return None

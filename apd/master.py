@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from apd import checks as check_registry
 from apd import settings as settings_module
+from apd.privileges import become
 from apd.server import bind_listeners
 from apd.store import resolve_paths
 from apd.worker import Worker
@@ -68,6 +69,7 @@ class Master:
         self.listeners = bind_listeners(self.settings.listen_address, self.settings.listen_port)
         prepare_store(self.settings)
         self.pid_file = write_pid_file(self.settings.pid_file) if self.settings.pid_file else None
+        preload_for_account(self.settings, self.settings_path)
         drop_privileges(self.settings.run_as_user)
         self._log_start()
         self.wake_r, self.wake_w = os.pipe()
@@ -340,35 +342,40 @@ def _describe_exit(code: int) -> str:
 
 def prepare_store(settings: Any) -> None:
     """Database servers: check that their Python drivers import. SQLite: create the file and its
-    tables at first start, owned by the account workers run as.
+    tables at first start, owned by the account workers run as, then have that account write.
 
     SQLite writes -wal/-shm files beside the database, so the folder goes to that account too, but
     only a folder of its own (made by apd, apd's default, or holding nothing but this database):
-    ``sqlite_db_path = '/var/lib/apd.sqlite3'`` must not give /var/lib away.
+    ``sqlite_db_path = '/var/lib/apd.sqlite3'`` must not give /var/lib away. In any other folder
+    the account must be able to write already, else apd refuses to start (StoreError naming the
+    folder and the fix): given only the file, every request answered DUNNO.
     """
     if settings.backend != "sqlite":
         from apd.store.servers import check_drivers
 
         check_drivers(settings)
         return
+    from apd.errors import StoreError
     from apd.store import sqlite
 
-    path = settings.sqlite_db_path or sqlite.default_path()
-    directory = os.path.dirname(os.path.abspath(path))
+    path = os.path.abspath(settings.sqlite_db_path or sqlite.default_path())
+    directory = os.path.dirname(path)
     existed = os.path.isdir(directory)
     db = sqlite.open_database(path, settings.SQL_QUERY_TIMEOUT)
     sqlite.initialise(db)
     db.close()
     user = run_as_account(settings.run_as_user, warn=False) if os.geteuid() == 0 else None
-    if user is None:
-        return
-    files = {os.path.basename(path) + suffix for suffix in ("", "-wal", "-shm", "-journal")}
-    own_folder = (
-        not existed or directory == os.path.dirname(sqlite.default_path()) or set(os.listdir(directory)) <= files
-    )
-    for target in ((directory,) if own_folder else ()) + (path, path + "-wal", path + "-shm", path + "-journal"):
-        if os.path.exists(target):
-            os.chown(target, user.pw_uid, user.pw_gid)
+    if user is not None:
+        files = {os.path.basename(path) + suffix for suffix in ("", "-wal", "-shm", "-journal")}
+        own_folder = (
+            not existed or directory == os.path.dirname(sqlite.SYSTEM_PATH) or set(os.listdir(directory)) <= files
+        )
+        for target in ((directory,) if own_folder else ()) + (path, path + "-wal", path + "-shm", path + "-journal"):
+            if os.path.exists(target):
+                os.chown(target, user.pw_uid, user.pw_gid)
+    problem = sqlite.account_write_problem(user, path, settings.SQL_QUERY_TIMEOUT)
+    if problem:
+        raise StoreError(problem)
 
 
 def resolve_user(name: str) -> pwd.struct_passwd | None:
@@ -399,11 +406,26 @@ def drop_privileges(user_name: str) -> None:
     user = run_as_account(user_name)
     if user is None:
         return
-    os.setgroups([])  # no supplementary groups kept from root (iRedAPD keeps them)
-    os.setgid(user.pw_gid)
-    os.setuid(user.pw_uid)
+    become(user)  # supplementary groups cleared (iRedAPD keeps root's), gid, uid
     if os.geteuid() == 0:
         raise HaltServer("could not drop root privileges")
+
+
+def preload_for_account(settings: Any, settings_path: str | None) -> None:
+    """Before root drops to run_as_user: import every module a worker will import (a clone in a
+    private folder such as root's home is out of the account's reach afterwards), and warn about
+    each file the account must still read later but cannot (settings and custom checks on reload)."""
+    if os.geteuid() != 0:
+        return
+    user = run_as_account(settings.run_as_user, warn=False)
+    if user is None:
+        return
+    from apd.preload import needed_later, preload_modules, unreadable_warnings
+
+    for failure in preload_modules():
+        log.debug("not preloaded: %s", failure)  # an optional driver that is not installed
+    for warning in unreadable_warnings(user, needed_later(settings, settings_path)):
+        log.warning("%s", warning)
 
 
 def write_pid_file(path: str) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import sqlite3
 from importlib import resources
 from typing import Any
@@ -62,8 +63,6 @@ def default_path(run_as_user: str | None = None) -> str:
 
 
 def _user_name() -> str | None:
-    import pwd
-
     try:
         return pwd.getpwuid(os.geteuid()).pw_name
     except KeyError:
@@ -76,6 +75,61 @@ def ddl() -> str:
 
 def open_database(path: str, timeout: float) -> Database:
     return Database(f"sqlite:{path}", SqliteDialect(path, timeout))
+
+
+def write_problem(path: str, timeout: float) -> str:
+    """'' when this process can write the database as a worker does, else why not: a write in
+    a transaction that is rolled back, on a connection set up as the workers' (WAL mode, so the
+    -wal and -shm files beside the database are created too)."""
+    dialect = SqliteDialect(path, timeout)
+    try:
+        conn = dialect.connect()
+        try:
+            dialect.prepare_connection(conn)
+            (mode,) = conn.execute("PRAGMA journal_mode").fetchone()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("CREATE TABLE apd_write_check (id INTEGER)")
+                if str(mode).lower() == "wal" and not os.path.exists(path + "-wal"):
+                    return f"no {path}-wal after a write"
+            finally:
+                conn.execute("ROLLBACK")
+        finally:
+            conn.close()
+    except (sqlite3.Error, OSError) as exc:
+        return str(exc)
+    return ""
+
+
+def account_write_problem(user: pwd.struct_passwd | None, path: str, timeout: float) -> str:
+    """'' when ``user`` (None: this process) can write the database as workers do, else what
+    stops it and the fix (asked of the account itself, apd/privileges.py)."""
+    from apd.privileges import ask_as, user_name, why_unwritable
+
+    directory = os.path.dirname(path)
+
+    def question() -> str:
+        problem = write_problem(path, timeout)
+        return "\t".join((problem, *why_unwritable(directory))) if problem else ""
+
+    answer = ask_as(user, question)
+    if not answer:
+        return ""
+    problem, blocker, detail = (answer.split("\t") + ["", ""])[:3]
+    account = user.pw_name if user is not None else user_name(os.geteuid())
+    own = os.path.dirname(SYSTEM_PATH)
+    if blocker == directory:
+        return (
+            f"sqlite_db_path's folder {directory} is not writable by {account} ({detail}; SQLite creates"
+            f" {os.path.basename(path)}-wal and -shm there): use a folder of its own such as {own},"
+            f" or chown {account} {directory}"
+        )
+    if blocker:
+        return (
+            f"sqlite_db_path {path} is out of reach of {account} ({detail}): use a folder of its own"
+            f" such as {own}, or chmod o+x {blocker}"
+        )
+    return f"{account} cannot write the SQLite database {path}: {problem}"
 
 
 def initialise(db: Database) -> int:

@@ -274,20 +274,26 @@ def test_privileges_dropped_to_run_as_user(apd, run_as_user: str) -> None:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="changing owners needs root")
-def test_a_shared_folder_of_the_sqlite_file_is_not_given_away(tmp_path) -> None:
+def test_a_shared_folder_of_the_sqlite_file_is_not_given_away() -> None:
+    from apd.errors import StoreError
     from apd.master import prepare_store
     from apd.settings import defaults
 
-    shared = tmp_path / "shared"
-    shared.mkdir()
-    (shared / "someone-else.txt").write_text("x")
-    prepare_store(defaults().replace(sqlite_db_path=str(shared / "apd.sqlite3"), run_as_user="nobody"))
-    assert shared.stat().st_uid == 0
-    assert (shared / "apd.sqlite3").stat().st_uid == pwd.getpwnam("nobody").pw_uid
-    own = tmp_path / "own"
-    own.mkdir()  # made by the admin for apd, still empty
-    prepare_store(defaults().replace(sqlite_db_path=str(own / "apd.sqlite3"), run_as_user="nobody"))
-    assert own.stat().st_uid == pwd.getpwnam("nobody").pw_uid
+    base = Path(tempfile.mkdtemp(prefix="apd-shared-"))  # reachable by nobody, unlike pytest's tmp_path
+    os.chmod(base, 0o755)
+    try:
+        shared = base / "shared"
+        shared.mkdir()
+        (shared / "someone-else.txt").write_text("x")
+        with pytest.raises(StoreError, match=f"sqlite_db_path's folder {shared} is not writable by nobody"):
+            prepare_store(defaults().replace(sqlite_db_path=str(shared / "apd.sqlite3"), run_as_user="nobody"))
+        assert shared.stat().st_uid == 0  # refused (tests/integration/test_privileges.py), not given away
+        own = base / "own"
+        own.mkdir()  # made by the admin for apd, still empty
+        prepare_store(defaults().replace(sqlite_db_path=str(own / "apd.sqlite3"), run_as_user="nobody"))
+        assert own.stat().st_uid == pwd.getpwnam("nobody").pw_uid
+    finally:
+        subprocess.run(["rm", "-rf", str(base)], check=False)
 
 
 def ipv6_loopback() -> bool:
