@@ -1,5 +1,6 @@
 """A real apd logging to syslog that is missing or goes away under load: stderr gets the log,
-one warning says so, and no traceback is printed (issue 9.5: 16 MB of tracebacks in 15 s)."""
+one warning says so, and no traceback is printed (issue 9.5: 16 MB of tracebacks in 15 s).
+And what a client sends cannot forge a log line."""
 
 from __future__ import annotations
 
@@ -144,3 +145,18 @@ def test_syslog_going_away_under_load_is_said_once(tmp_path) -> None:
     assert "Traceback" not in stderr, stderr[:3000]
     assert stderr.count("helo=after-") == CLIENTS * REQUESTS_EACH
     assert "helo=before-" not in stderr
+
+
+def test_control_characters_from_a_client_are_escaped_in_every_log_line(apd_factory) -> None:
+    """A value ends at a newline in the protocol, but a carriage return, an escape sequence or a
+    C1 control (NEL) inside it reached the log as they were: a terminal or log viewer shows them."""
+    apd = apd_factory(plugins=["reject_null_sender"])
+    helo = "mail.example.net\r2026-01-01 00:00:00,000 INFO forged\x1b[2K\x85x"
+    with apd.client() as client:
+        answer = client.ask(**rcpt(sender="", sasl_username="u@example.com\rforged", helo_name=helo))
+    assert answer == "REJECT Policy rejection due to null sender"
+    apd.wait_for_log("check=reject_null_sender")
+    log = apd.log_path.read_bytes().decode("utf-8")
+    assert "Possible spam (authenticated as u@example.com\\x0dforged but sender address is null)." in log
+    assert "helo=mail.example.net\\x0d2026-01-01 00:00:00,000 INFO forged\\x1b[2K\\x85x," in log
+    assert not any(ch in log for ch in "\r\x1b\x85")
