@@ -70,6 +70,8 @@ class MysqlDialect(ServerDialect):
             # rowcount = rows matched, not rows changed, as on PostgreSQL and SQLite
             client_flag=CLIENT.FOUND_ROWS,
             ssl=unverified_tls() if self.use_ssl else None,
+            # PyMySQL >= 1.2 tries TLS whenever the server offers it: use_ssl = False means plain, as iRedAPD
+            ssl_disabled=not self.use_ssl,
             # row-lock waits end on the server too, not only in the client (default: 50 s)
             init_command=f"SET SESSION innodb_lock_wait_timeout = {max(1, math.ceil(self.timeout))}",
         )
