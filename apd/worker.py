@@ -9,6 +9,7 @@ import selectors
 import signal
 import socket
 import struct
+import threading
 import time
 from typing import Any, Callable
 
@@ -34,6 +35,7 @@ ACCEPT_PAUSE = 0.5
 # serve them on one core while the others idled (bench: 134 of 200 on one worker).
 ACCEPT_PER_WAKEUP = 1
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
+BACKGROUND_GRACE = 3.0  # a quota notice being sent (a daemon thread) may finish when the worker stops
 READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 
 
@@ -88,6 +90,7 @@ class Worker:
             for conn in list(self.connections.values()):
                 conn.close()
             self._close_checks(self.checks, self.store)
+            finish_background_work(BACKGROUND_GRACE)
         return 0
 
     def _configure(self, settings: Any, planned: list[Any]) -> None:
@@ -339,3 +342,12 @@ def answer(policy: Policy, decisions: DecisionWriter | None, request: PolicyRequ
         if not request.invalid_reply:
             policy.log_session(request, decision.action, now)
     return decision.action
+
+
+def finish_background_work(timeout: float) -> None:
+    """Wait up to ``timeout`` for threads still running (notices being sent): the worker's exit
+    would cut them off, and a notice already claimed would never be sent."""
+    deadline = time.monotonic() + timeout
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread():
+            thread.join(max(0.0, deadline - time.monotonic()))
