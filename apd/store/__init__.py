@@ -65,6 +65,13 @@ class Store:
 
         return ThrottleCounters(self.iredapd)
 
+    @cached_property
+    def senderscore(self):
+        """iredapd.senderscore_cache (apd/store/senderscore.py)."""
+        from apd.store.senderscore import SenderscoreCache
+
+        return SenderscoreCache(self.iredapd)
+
     def databases(self) -> list[Database]:
         seen: list[Database] = []
         for db in (self.vmail, self.amavisd, self.iredapd):

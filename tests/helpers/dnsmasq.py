@@ -58,6 +58,14 @@ The whitelist tool (tests/integration/test_spf_to_greylist_whitelists.py):
     mx2.wl-mx.test      A 192.0.2.111, AAAA 2001:db8:111::1
     wl-empty.test       TXT "v=spf1 -all"
     (wl-nx.test does not exist)
+
+senderscore (tests/integration/test_senderscore_dns.py), the zone score.senderscore.com served
+here too (``local=``: never forwarded):
+
+    1.113.0.203.score.senderscore.com   A 127.0.4.12    (client 203.0.113.1: score 12)
+    2.113.0.203.score.senderscore.com   A 127.0.4.87    (client 203.0.113.2: score 87)
+    4.113.0.203.score.senderscore.com   A 127.0.4.30    (client 203.0.113.4: score 30)
+    (client 203.0.113.3 has no record: NXDOMAIN)
 """
 
 from __future__ import annotations
@@ -119,6 +127,9 @@ def _zone() -> tuple[dict[str, list[str]], dict[str, list[str]], dict[str, list[
         "relay.wl-big.test": ["198.51.100.200"],
         "mx1.wl-mx.test": ["192.0.2.110"],
         "mx2.wl-mx.test": ["192.0.2.111", "2001:db8:111::1"],
+        "1.113.0.203.score.senderscore.com": ["127.0.4.12"],
+        "2.113.0.203.score.senderscore.com": ["127.0.4.87"],
+        "4.113.0.203.score.senderscore.com": ["127.0.4.30"],
     }
     mx = {
         "mx.spf.test": [("mail.mx.spf.test", 10)],
@@ -131,7 +142,12 @@ def _zone() -> tuple[dict[str, list[str]], dict[str, list[str]], dict[str, list[
 
 def config_text(black_hole_port: int) -> str:
     txt, hosts, mx = _zone()
-    lines = ["local=/test/", f"server=/slow.test/127.0.0.1#{black_hole_port}", f"local-ttl={TTL}"]
+    lines = [
+        "local=/test/",
+        "local=/score.senderscore.com/",
+        f"server=/slow.test/127.0.0.1#{black_hole_port}",
+        f"local-ttl={TTL}",
+    ]
     for name, records in txt.items():
         for record in records:
             lines.append(f'txt-record={name},"{record}"')
