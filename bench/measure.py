@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from bench.database import DATABASE_KEY, Snapshot
 from bench.loadgen import LoadResult, Payload, run_load
 from bench.servers import ApdServer, NullServer, cpu_seconds, peak_rss_kib
 from tests.helpers.policy_client import rcpt, request_bytes
@@ -51,8 +52,17 @@ def payload(request: dict[str, str] | None = None) -> bytes:
     return request_bytes(**rcpt(**(request or {})))
 
 
+def snapshot(server: Any) -> Snapshot:
+    """The server's CPU time so far and, beside an apd with a watched database, the database's."""
+    database = getattr(server, "database", None)
+    if database is None:
+        return Snapshot(cpu_seconds(server.pid))
+    return Snapshot(cpu_seconds(server.pid), database.cpu(), database.counters())
+
+
 def measure_cell(server: Any, cell: Cell, options: Options, request: Payload) -> LoadResult:
-    """One cell against a started ``server`` (it has ``address`` and ``pid``), with its CPU time."""
+    """One cell against a started ``server`` (it has ``address`` and ``pid``), with its CPU time
+    (and its database's figures, when it has one: ``Snapshot``)."""
     return run_load(
         server.address,
         cell.connections,
@@ -61,7 +71,7 @@ def measure_cell(server: Any, cell: Cell, options: Options, request: Payload) ->
         warmup=options.warmup,
         churn=cell.mode == CHURN,
         processes=options.processes,
-        probe=lambda: cpu_seconds(server.pid),
+        probe=lambda: snapshot(server),
     )
 
 
@@ -123,8 +133,15 @@ def apd_server(settings: dict[str, Any], environment: Any = None) -> Iterator[Ap
     with tempfile.TemporaryDirectory(prefix="apd-bench-") as tmp:
         workdir = Path(tmp)
         with (environment or _no_environment)(workdir) as extra:
+            extra = dict(extra)
+            database = extra.pop(DATABASE_KEY, None)
             with ApdServer(workdir / "apd", {**settings, **extra}) as server:
-                yield server
+                server.database = database
+                try:
+                    yield server
+                finally:
+                    if database is not None:
+                        database.close()
 
 
 def measure_apd(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bench.database import Snapshot, format_per_request, per_request
 from bench.loadgen import LoadResult
 from bench.measure import PERSISTENT, Cell, Measured
 from bench.scenarios import NULL, NULL_PARSE, Scenario
@@ -58,7 +59,30 @@ def server_cpu_us(result: LoadResult) -> float:
     (t0, cpu0), (t1, cpu1) = result.probes
     if t1 - t0 < 0.1:
         return float("nan")
-    return (cpu1 - cpu0) / (t1 - t0) / result.rate * 1e6
+    return (apd_cpu(cpu1) - apd_cpu(cpu0)) / (t1 - t0) / result.rate * 1e6
+
+
+def apd_cpu(probed: float | Snapshot) -> float:
+    return probed.apd_cpu if isinstance(probed, Snapshot) else probed
+
+
+def database_figures(result: LoadResult) -> dict[str, float]:
+    """The database's CPU and counters per request of the window (empty without a database)."""
+    if len(result.probes) != 2 or not all(isinstance(p, Snapshot) for _, p in result.probes):
+        return {}
+    (_, before), (_, after) = result.probes
+    return per_request(before, after, result.replies)
+
+
+def format_database(results: list[Measured]) -> str:
+    """One line per cell of a scenario whose database was watched."""
+    lines = []
+    for m in results:
+        for row in m.rows:
+            text = format_per_request(database_figures(row.result))
+            if text:
+                lines.append(f"  {m.label} {row.cell.mode} {row.cell.connections}: {text}")
+    return "\n".join(["database server, per request (its own CPU time and counters):", *lines]) if lines else ""
 
 
 def client_cpu_us(result: LoadResult) -> float:

@@ -28,7 +28,7 @@ from bench.measure import (
     payload,
     wait_until_answering,
 )
-from bench.report import cell_order, format_memory, format_table, verdict
+from bench.report import cell_order, format_database, format_memory, format_table, verdict
 from bench.scenarios import FULL_TABLE, SCENARIOS, Scenario, selected
 
 
@@ -134,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(format_table(results, {s.label: s for s in scenarios}))
     print(format_memory(results))
+    database = format_database(results)
+    if database:
+        print(database)
     for m in results:
         if m.statements:
             print(f"  {m.label}: SQL statements per request: {m.statements}")

@@ -62,6 +62,7 @@ class ApdServer:
         settings = dict(settings)
         settings.setdefault("listen_address", HOST)
         self.apd = ApdProcess(workdir, **settings)  # its log (one INFO line per decision) goes to a file
+        self.database: Any = None  # bench/database.py's watch of the database apd uses, if any
 
     @property
     def address(self) -> tuple[str, int]:

@@ -116,3 +116,82 @@ def test_throttle_scenario_counts_statements_per_request(tmp_path):
     per_request = float(counted.split()[0])
     assert 2 <= per_request <= 6, counted  # settings and alias lookups, then the counters
     assert counted.endswith("(SQLite trace callback)")
+
+
+def test_iredmail_default_mix_shares_and_scenario():
+    """A quarter END-OF-MESSAGE (throttle), the rest RCPT with every kind of case in it."""
+    from bench.iredmail_default import MIX
+
+    scenario = by_label("iredmail-default-mariadb")
+    assert scenario.mix == MIX and scenario.statements is not None and scenario.environment is not None
+    assert len(scenario.settings["plugins"]) == 8 and "throttle" in scenario.settings["plugins"]
+    states = [r["protocol_state"] for r in MIX]
+    assert states.count("END-OF-MESSAGE") == len(MIX) // 4 and states.count("RCPT") == 3 * len(MIX) // 4
+    rcpts = [r for r in MIX if r["protocol_state"] == "RCPT"]
+    assert any(r["sender"] == "" for r in rcpts)  # a bounce
+    assert any(r["sasl_username"] and r["sasl_username"] != r["sender"] for r in rcpts)  # login mismatch
+    assert any(r["recipient"].endswith("@alias1.test") for r in rcpts)  # through the alias domain
+    assert {"sales@local1.test", "all@local1.test", "staff@local1.test", "team@local2.test"} <= {
+        r["recipient"] for r in rcpts
+    }
+    assert len({(r["sender"], r["recipient"], r["client_address"]) for r in rcpts}) > len(rcpts) // 3
+
+
+def test_iredmail_default_rows_fit_their_insert_statements():
+    from bench.iredmail_default import COLUMNS, amavisd_rows, insert_sql, iredapd_rows, vmail_rows
+
+    tables = {**vmail_rows(), **iredapd_rows(), **amavisd_rows(fill=50)}
+    assert set(tables) == set(COLUMNS)
+    for table, rows in tables.items():
+        assert rows, table
+        assert {len(row) for row in rows} == {insert_sql(table).count("%s")}, table
+    assert insert_sql("wblist_rdns", "?") == "INSERT INTO wblist_rdns (rdns, wb) VALUES (?, ?)"
+    mailaddr = amavisd_rows(fill=50)["mailaddr"]
+    assert len({email for _, _, email in mailaddr}) == len(mailaddr)  # mailaddr.email is unique
+    assert len(amavisd_rows()["wblist"]) > 10_000
+
+
+def test_database_figures_per_request_leave_out_the_probe_itself():
+    from bench.database import Snapshot, format_per_request, per_request
+
+    before = Snapshot(1.0, 2.0, {"Questions": 100, "Com_select": 50, "Handler_read_key": 10})
+    after = Snapshot(2.0, 2.5, {"Questions": 601, "Com_select": 450, "Handler_read_key": 1010})
+    figures = per_request(before, after, 100)
+    assert figures == {"db_us": 5000.0, "Questions": 5.0, "Com_select": 4.0, "Handler_read_key": 10.0}
+    assert per_request(Snapshot(1.0), Snapshot(2.0), 100) == {}
+    assert format_per_request(figures).startswith(
+        "db cpu 5000 us/req, 5.00 statements (= round trips)/req: SELECT 4.00"
+    )
+
+
+def test_table_and_database_block_read_snapshots():
+    from bench.database import Snapshot
+    from bench.report import format_database
+
+    cell = Cell(PERSISTENT, 50)
+    probes = ((0.0, Snapshot(0.0, 0.0, {"Questions": 0})), (1.0, Snapshot(0.5, 0.25, {"Questions": 5001})))
+    result = LoadResult(replies=1000, seconds=1.0, probes=probes)
+    result.latencies_ns.extend([2_000_000] * 10)
+    measured = Measured("iredmail-default-mariadb", [Row("iredmail-default-mariadb", cell, result)])
+    text = format_table([measured], {"iredmail-default-mariadb": by_label("iredmail-default-mariadb")})
+    assert "500.0" in text.splitlines()[1]  # apd: 0.5 CPU seconds for 1000 requests
+    block = format_database([measured])
+    assert "iredmail-default-mariadb persistent 50: db cpu 250 us/req, 5.00 statements" in block
+
+
+def test_profile_counts_statements_per_check(tmp_path):
+    """The per-check replay on SQLite: every statement is charged to the check that sent it."""
+    from bench.profile import SESSIONS, format_profile, profile, shape
+    from bench.throttle import MIX, sqlite_environment
+
+    assert shape("select a from  t1 JOIN t2 on x where b in (select c from t3)") == "SELECT t1, t2, t3"
+    assert shape("INSERT INTO smtp_sessions (a) VALUES (%s)") == "INSERT smtp_sessions"
+    with sqlite_environment(tmp_path) as extra:
+        settings = {"backend": "sqlite", "plugins": ["reject_null_sender", "throttle"], **extra}
+        costs = {c.name: c for c in profile(settings, MIX[:8], rounds=1)}
+    assert set(costs) == {"reject_null_sender", "throttle", SESSIONS}
+    assert costs["reject_null_sender"].asked == 0  # a RCPT check: the mix is END-OF-MESSAGE
+    assert costs["throttle"].asked == 8 and sum(costs["throttle"].statements.values()) >= 8
+    assert costs[SESSIONS].statements["INSERT smtp_sessions"] == 8  # every END-OF-MESSAGE is logged
+    text = format_profile(list(costs.values()), 8)
+    assert "throttle" in text and "INSERT smtp_sessions 1.00" in text
