@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from apd.access_policy import PolicyRows
 from apd.address import is_domain
@@ -58,6 +58,12 @@ class SqlAccounts:
         row = self.db.query_one("SELECT " + ", ".join(tests.values()), params) or ()
         found = {what for what, value in zip(tests, row) if value}
         return SenderRelations(allowed=bool(found & {"alias", "member"}), mlmmj_list="mlmmj" in found)
+
+    def password_last_change(self, username: str) -> tuple[bool, Any]:
+        """(the mailbox exists, its ``passwordlastchange`` as the driver gives it): what
+        sql_force_change_password reads (schemas.md §3.2)."""
+        row = self.db.query_one("SELECT passwordlastchange FROM mailbox WHERE username = %s LIMIT 1", (username,))
+        return (False, None) if row is None else (True, row[0])
 
     def alias_target(self, domain: str) -> str | None:
         return self.alias_targets([domain])[domain.lower()]
