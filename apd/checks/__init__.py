@@ -38,7 +38,7 @@ BUILTIN_PRIORITIES = {
     "senderscore": 10,
 }
 
-# iRedAPD plugin names; those without a module here yet are skipped with a warning.
+# iRedAPD's plugin names: each is a module here (tests/unit/test_policy.py holds that true).
 IREDAPD_PLUGINS = frozenset(
     {
         "reject_null_sender",
@@ -82,9 +82,6 @@ def plan(settings: Any) -> tuple[list[PlannedCheck], list[str]]:
         try:
             cls = _find_class(name, settings)
         except _Missing as exc:
-            if name in IREDAPD_PLUGINS:
-                warnings.append(f"check {name} is not available in this apd version; skipped")
-                continue
             problems.append(f"plugins: {exc}")
             continue
         if name.endswith("_force_change_password") and name not in settings.PLUGIN_PRIORITIES:

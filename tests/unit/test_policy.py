@@ -206,19 +206,15 @@ def test_unknown_check_name_is_a_config_error() -> None:
     assert "no_such_check" in str(err.value)
 
 
-def unbuilt_iredapd_plugins() -> list[str]:
-    """iRedAPD plugin names apd knows but has no module for yet (read from the registry, so this
-    test keeps its meaning as checks get built)."""
-    return sorted(name for name in registry.IREDAPD_PLUGINS if importlib.util.find_spec(f"apd.checks.{name}") is None)
-
-
-def test_iredapd_plugin_not_built_yet_is_skipped_with_a_warning() -> None:
-    unbuilt = unbuilt_iredapd_plugins()
-    assert unbuilt, "every iRedAPD plugin is built: drop the not-available branch of plan() and this test"
-    settings = defaults().replace(plugins=["reject_to_hostname", *unbuilt, "reject_null_sender"])
-    planned, warnings = registry.plan(settings)
-    assert [p.name for p in planned] == ["reject_to_hostname", "reject_null_sender"]  # planning went on
-    assert warnings == [f"check {name} is not available in this apd version; skipped" for name in unbuilt]
+def test_every_iredapd_plugin_is_a_check() -> None:
+    """iRedMail's plugin lists load unchanged: every iRedAPD plugin name plans, none is skipped
+    (the *_force_change_password warnings are iRedAPD's priority-key quirk)."""
+    names = sorted(registry.IREDAPD_PLUGINS)
+    assert [name for name in names if importlib.util.find_spec(f"apd.checks.{name}") is None] == []
+    planned, warnings = registry.plan(defaults().replace(plugins=names))
+    assert sorted(p.name for p in planned) == names
+    assert all(issubclass(p.cls, Check) and p.cls.name == p.name for p in planned)
+    assert [w for w in warnings if "priority 0" not in w] == []
 
 
 def test_legacy_module_states_and_arguments(tmp_path) -> None:
