@@ -11,6 +11,7 @@ from apd.netmatch import TrustedClients
 from apd.outbound_whitelist import AUTO_WHITELISTED
 from apd.protocol import PolicyRequest
 from tests.helpers.policy_client import rcpt
+from tests.helpers.servers import require_module
 
 pytestmark = pytest.mark.servers
 
@@ -107,3 +108,30 @@ def test_reply_not_greylisted_through_apd(apd_factory):
         ("user@example.com", "friend@other.org", AUTO_WHITELISTED)
     ]
     db.close()
+
+
+def test_ldap_accounts_decide_locality(slapd_server, tmp_path):
+    """Backend ldap: the local domains are slapd's, the whitelist rows go to the SQL iredapd database."""
+    require_module("ldap")
+    from apd.settings import defaults
+    from apd.store import Store
+    from apd.store.ldap import LdapAccounts
+    from tests.helpers.backends import open_fresh_store, sqlite_settings
+
+    sql = open_fresh_store("sqlite", sqlite_settings(tmp_path))
+    accounts = LdapAccounts(defaults().replace(backend="ldap", **slapd_server.settings()), hostname="mx.apd.test")
+    store = Store(None, None, sql.iredapd, accounts)
+    store.settings = sql.settings.replace(backend="ldap")
+    try:
+        for recipient in ("x@example.com", "x@alias.example.com", "x@backupmx.com", "x@alias.backupmx.com"):
+            assert run(store, recipient, login="user@example.com") is None
+        assert whitelists(store) == []
+        assert run(store, "x@disabled.com", login="user@example.com") is None  # a disabled domain is not local
+        assert run(store, "x@other.org", login="user@example.com") is None
+        assert whitelists(store) == [
+            ("user@example.com", "x@disabled.com", AUTO_WHITELISTED),
+            ("user@example.com", "x@other.org", AUTO_WHITELISTED),
+        ]
+    finally:
+        accounts.close()
+        sql.close()
