@@ -126,3 +126,16 @@ def test_through_apd(apd_factory, dns_server):
     with again.client() as client:
         assert client.ask(**rcpt(client_address="203.0.113.1")) == BAD + "203.0.113.1"
     assert "[203.0.113.1] [example.net] senderscore: 12 (cache matched) [REJECT (<= 30)]" in again.log()
+
+
+def test_statements_per_request(schema_store, dns_server):
+    """A cached client costs one statement; a new one a statement, a DNS query and a write."""
+    store = schema_store
+    statements: list[str] = []
+    run = store.iredapd._run
+    store.iredapd._run = lambda sql, *args, **kwargs: statements.append(sql) or run(sql, *args, **kwargs)
+    check, dns = make(store, dns_server.nameserver)
+    assert ask(check, store, "203.0.113.2") is None
+    assert len(statements) == 2 and len(dns.names) == 1
+    assert ask(check, store, "203.0.113.2") is None
+    assert len(statements) == 3 and len(dns.names) == 1
