@@ -300,7 +300,9 @@ class GreylistingStore:
     # --- whitelists
 
     def add_whitelist_domain(self, domain: str) -> bool:
-        """False when the domain was already listed."""
+        """False when the domain was already listed (looked for first, as in add_whitelist)."""
+        if self.db.query_one("SELECT 1 FROM greylisting_whitelist_domains WHERE domain = %s", [domain]):
+            return False
         try:
             self.db.execute("INSERT INTO greylisting_whitelist_domains (domain) VALUES (%s)", [domain])
         except DuplicateKey:
@@ -334,7 +336,12 @@ class GreylistingStore:
         return [(s, a, c or "") for s, a, c in rows]
 
     def add_whitelist(self, account: str, sender: str, comment: str = "") -> bool:
-        """False when the (account, sender) row exists already."""
+        """False when the (account, sender) row exists already. Looked for first: the outbound
+        recipient whitelisting adds the same pair for every message, and a failing INSERT costs
+        an error in PostgreSQL's log each time. The unique key still settles a race."""
+        found = "SELECT 1 FROM greylisting_whitelists WHERE account = %s AND sender = %s"
+        if self.db.query_one(found, [account, sender]):
+            return False
         try:
             self.db.execute(
                 "INSERT INTO greylisting_whitelists (account, sender, comment) VALUES (%s, %s, %s)",

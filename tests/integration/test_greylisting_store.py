@@ -91,3 +91,20 @@ def test_whitelist_cache_freshness(backend):
     db.execute("DELETE FROM greylisting_whitelists")
     assert ask(check, backend, client_address="203.0.113.5") == GREY
     assert ask(check, backend, client_address="198.51.100.2") == GREY
+
+
+def test_adding_an_existing_whitelist_attempts_no_insert(backend, monkeypatch):
+    """whitelist_outbound_recipient adds the same pair per message: no failing INSERT (an ERROR line
+    in PostgreSQL's log each time), one lookup instead."""
+    repo = backend.store.greylisting
+    assert repo.add_whitelist("@.", "bob@example.org", "outbound") is True
+    assert repo.add_whitelist_domain("example.org") is True
+    statements: list[str] = []
+    execute = backend.store.iredapd.execute
+    monkeypatch.setattr(
+        backend.store.iredapd, "execute", lambda sql, params=(): statements.append(sql) or execute(sql, params)
+    )
+    assert repo.add_whitelist("@.", "bob@example.org", "outbound") is False
+    assert repo.add_whitelist_domain("example.org") is False
+    assert not [sql for sql in statements if sql.lstrip().upper().startswith("INSERT")]
+    assert repo.whitelists("@.") == [("bob@example.org", "@.", "outbound")]
