@@ -52,9 +52,13 @@ class RequestContext:
         return self._memo[key]
 
     def is_local_domain(self, domain: str, include_alias: bool = True, include_backupmx: bool = True) -> bool:
+        """On SQL the alias part goes through ``alias_target``: the statement that answers it
+        also answers the alias targets other checks ask for later (greylisting's recipient)."""
         return self.memo(
             ("local_domain", domain, include_alias, include_backupmx),
-            lambda: self.store.accounts.is_local_domain(domain, include_alias, include_backupmx),
+            lambda: self.store.accounts.is_local_domain(
+                domain, include_alias, include_backupmx, alias_target=self.alias_target
+            ),
         )
 
     def sender_relations(

@@ -268,7 +268,11 @@ class Greylisting(Check):
         if state != ENABLED:
             log.debug("[%s] greylisting: %s", client, state)
             return None
-        if needs_spf(self.bypass_spf, sender_domain, self.srs_domain) and self.spf_allows(client, sender_domain):
+        # through ctx: reject_sender_login_mismatch may have evaluated this SPF already
+        spf_match = needs_spf(self.bypass_spf, sender_domain, self.srs_domain) and ctx.spf_allows(
+            sender_domain, self.spf_allows
+        )
+        if spf_match:
             log.info("[%s] Bypass greylisting due to SPF match (%s)", client, sender_domain)
             return None
         times = self.timing.times(ctx.now)

@@ -17,7 +17,15 @@ class SqlAccounts:
     def __init__(self, db: Database):
         self.db = db
 
-    def is_local_domain(self, domain: str, include_alias: bool = True, include_backupmx: bool = True) -> bool:
+    def is_local_domain(
+        self,
+        domain: str,
+        include_alias: bool = True,
+        include_backupmx: bool = True,
+        alias_target: Callable[[str], str | None] | None = None,
+    ) -> bool:
+        """``alias_target`` answers the alias part: the request context passes its own, which
+        fetches the request's other domains in the same statement for the checks after."""
         if not is_domain(domain):
             return False
         if domain == socket.gethostname():
@@ -27,7 +35,7 @@ class SqlAccounts:
             sql += " AND backupmx = 0"
         if self.db.query_one(sql + " LIMIT 1", (domain,)):
             return True
-        return include_alias and self.alias_target(domain) is not None
+        return include_alias and (alias_target or self.alias_target)(domain) is not None
 
     def sender_relations(
         self, sender: str, list_address: str, sasl_username: str, strictly: bool, list_member: bool

@@ -293,8 +293,15 @@ class LdapAccounts:
 
     # --- account questions (the SqlAccounts interface)
 
-    def is_local_domain(self, domain: str, include_alias: bool = True, include_backupmx: bool = True) -> bool:
-        """ldap.md §3.2: an active mail domain (or, optionally, an alias name of one)."""
+    def is_local_domain(
+        self,
+        domain: str,
+        include_alias: bool = True,
+        include_backupmx: bool = True,
+        alias_target: Callable[[str], str | None] | None = None,
+    ) -> bool:
+        """ldap.md §3.2: an active mail domain (or, optionally, an alias name of one). One search
+        answers both, so ``alias_target`` (SqlAccounts' shortcut) is not needed here."""
         if not is_domain(domain):
             return False
         if domain == self._hostname:
