@@ -12,6 +12,7 @@ import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Sequence
 
 SESSIONS = "smtp_sessions"
@@ -67,6 +68,7 @@ class CheckCost:
     decided: int = 0  # requests it answered (ended the chain)
     seconds: float = 0.0
     rows_read: int = 0  # MariaDB: rows and index entries its statements read (Handler_read_*)
+    db_seconds: float = 0.0  # MariaDB: its CPU time meanwhile (clock ticks: a sum over many requests)
     statements: Counter = field(default_factory=Counter)  # statement shape -> count
 
 
@@ -78,8 +80,12 @@ def shape(sql: str) -> str:
     return f"{verb} {', '.join(tables)}".strip()
 
 
-def profile(settings: dict[str, Any], mix: Sequence[dict[str, str]], rounds: int = 3) -> list[CheckCost]:
-    """Replay ``mix`` ``rounds`` times through the checks of ``settings``; cost per check."""
+def profile(
+    settings: dict[str, Any], mix: Sequence[dict[str, str]], rounds: int = 3, server_work: bool = True
+) -> list[CheckCost]:
+    """Replay ``mix`` ``rounds`` times through the checks of ``settings``; cost per check (on
+    MariaDB with ``server_work`` also its CPU time and the rows read, which costs two more
+    statements per check)."""
     from apd import checks as registry
     from apd.context import RequestContext
     from apd.policy import Policy, ends_chain
@@ -90,7 +96,7 @@ def profile(settings: dict[str, Any], mix: Sequence[dict[str, str]], rounds: int
     apd_settings = defaults().replace(**settings)
     store = open_store(apd_settings)
     seen: list[str] = []
-    rows = RowsRead(store.iredapd.dialect.connect()) if apd_settings.backend == "mysql" else None
+    server = ServerWork(store.iredapd.dialect.connect()) if server_work and apd_settings.backend == "mysql" else None
     for database in store.databases():
         database.dialect = CountingDialect(database.dialect, seen)
     planned, _ = registry.plan(apd_settings)
@@ -107,52 +113,63 @@ def profile(settings: dict[str, Any], mix: Sequence[dict[str, str]], rounds: int
                 for check in chain:
                     if request.protocol_state not in check.states:
                         continue
-                    result = _timed(costs[check.name], seen, rows, check.check, request, ctx)
+                    result = _timed(costs[check.name], seen, server, check.check, request, ctx)
                     if ends_chain(result):
                         costs[check.name].decided += 1
                         action = result or "DUNNO"
                         break
-                _timed(costs[SESSIONS], seen, rows, policy.log_session, request, action, ctx.now)
+                _timed(costs[SESSIONS], seen, server, policy.log_session, request, action, ctx.now)
     finally:
         for check in chain:
             check.close()
         store.close()
-        if rows is not None:
-            rows.close()
+        if server is not None:
+            server.close()
     return list(costs.values())
 
 
-class RowsRead:
-    """MariaDB's Handler_read_* total, read on a connection of its own; ``since(before)`` leaves
-    out what reading the counters costs by itself (measured once, when made)."""
+class ServerWork:
+    """What MariaDB did for a check: its CPU time (/proc of mariadbd, same host) and its
+    Handler_read_* total (read on a connection of its own; ``rows_since`` leaves out what
+    reading the counters costs by itself, measured once, when made)."""
 
     def __init__(self, conn: Any):
         self.conn = conn
-        first = self.read()
-        self.own = self.read() - first
+        with conn.cursor() as cur:
+            cur.execute("SELECT @@pid_file")
+            self.pid = int(Path(cur.fetchone()[0]).read_text().split()[0])
+        first = self.rows()
+        self.own = self.rows() - first
 
-    def read(self) -> int:
+    def rows(self) -> int:
         from bench.database import STATUS_SQL, rows_read
 
         with self.conn.cursor() as cur:
             cur.execute(STATUS_SQL)
             return rows_read({str(name): int(value) for name, value in cur.fetchall()})
 
-    def since(self, before: int) -> int:
-        return max(0, self.read() - before - self.own)
+    def rows_since(self, before: int) -> int:
+        return max(0, self.rows() - before - self.own)
+
+    def cpu(self) -> float:
+        from bench.servers import cpu_seconds
+
+        return cpu_seconds(self.pid)
 
     def close(self) -> None:
         self.conn.close()
 
 
-def _timed(cost: CheckCost, seen: list[str], rows: RowsRead | None, run: Any, *args: Any) -> Any:
+def _timed(cost: CheckCost, seen: list[str], server: ServerWork | None, run: Any, *args: Any) -> Any:
     before = len(seen)
-    read_before = rows.read() if rows is not None else 0
+    rows_before = server.rows() if server is not None else 0
+    cpu_before = server.cpu() if server is not None else 0.0
     started = time.perf_counter()
     result = run(*args)
     cost.seconds += time.perf_counter() - started
-    if rows is not None:
-        cost.rows_read += rows.since(read_before)
+    if server is not None:
+        cost.db_seconds += server.cpu() - cpu_before
+        cost.rows_read += server.rows_since(rows_before)
     cost.asked += 1
     cost.statements.update(shape(sql) for sql in seen[before:])
     return result
@@ -169,7 +186,7 @@ def format_profile(costs: list[CheckCost], requests: int) -> str:
         shapes = ", ".join(f"{name} {n / requests:.2f}" for name, n in cost.statements.most_common(4))
         lines.append(
             f"  {cost.name:<29} asked {cost.asked / requests:4.0%} decided {cost.decided / requests:4.0%} "
-            f"{count / requests:5.2f} stmts {cost.rows_read / requests:6.1f} rows {cost.seconds / requests * 1e6:6.0f} us"
-            f"  {shapes}"
+            f"{count / requests:5.2f} stmts {cost.rows_read / requests:6.1f} rows {cost.seconds / requests * 1e6:5.0f} us"
+            f" (db cpu {cost.db_seconds / requests * 1e6:4.0f} us)  {shapes}"
         )
     return "\n".join(lines)

@@ -185,7 +185,7 @@ def _iredmail_profile(settings: dict[str, Any]) -> str:
     from bench.iredmail_default import MIX
     from bench.profile import format_profile, profile
 
-    rounds = 2
+    rounds = 3
     return "\n" + format_profile(profile(settings, MIX, rounds), rounds * len(MIX))
 
 
