@@ -138,6 +138,89 @@ def classify(value: str) -> str | None:
     return None
 
 
+# --- Strict tests for what an admin tool stores. iRedAPD's tests above match a prefix only
+# (`@.bad_domain!` passes as a top-level domain, `user@example.com>` as an email) and take
+# any digits for an octet (`999.1.1.1` is a wildcard IP); the daemon keeps them for
+# compatibility, the tools refuse such input. Every test here is anchored at both ends.
+
+_OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_LABEL_RE = re.compile(r"[^\W_](?:[^\W_]|-){0,62}(?<!-)")  # letters or digits, inner hyphens
+_LOCAL_PART_RE = re.compile(r"[\w\-\#][\w\-\.\+\=\/\&\#]{0,63}")  # iRedAPD's characters
+_WILDCARD_LOCAL_RE = re.compile(r"[\w\-][\w\-\.\+\=]{0,63}")
+_WILDCARD_OCTET_RE = re.compile(rf"\*|{_OCTET}")
+# Accounts a recipient or local sender is looked up by (policy_addresses).
+LOCAL_ACCOUNT_TYPES = frozenset({"email", "domain", "subdomain", "top_level_domain", "catchall"})
+
+
+def is_valid_domain(value: str) -> bool:
+    """A domain name: two or more labels of letters, digits and inner hyphens (up to 63 each,
+    253 in all), the last not all digits. No trailing dot, no '_'."""
+    labels = value.split(".")
+    return (
+        len(value) <= 253
+        and len(labels) >= 2
+        and all(_LABEL_RE.fullmatch(label) for label in labels)
+        and not labels[-1].isdigit()
+    )
+
+
+def is_valid_tld(value: str) -> bool:
+    """One label of two or more characters, not all digits (`com`, `co-uk`)."""
+    return len(value) >= 2 and _LABEL_RE.fullmatch(value) is not None and not value.isdigit()
+
+
+def is_valid_email(value: str) -> bool:
+    """``local@domain`` with iRedAPD's local-part characters and a valid domain, nothing more."""
+    local, at, domain = value.rpartition("@")
+    return bool(at) and _LOCAL_PART_RE.fullmatch(local) is not None and is_valid_domain(domain)
+
+
+def is_valid_wildcard_ipv4(value: str) -> bool:
+    """Four octets, each 0-255 or '*', at least one '*' (`192.168.1.*`, `192.168.*.*`)."""
+    parts = value.split(".")
+    return len(parts) == 4 and "*" in parts and all(_WILDCARD_OCTET_RE.fullmatch(p) for p in parts)
+
+
+def classify_strict(value: str) -> str | None:
+    """``classify`` with every test anchored and each octet checked: the type of a valid
+    account or list entry, or None."""
+    if value.startswith("@."):
+        rest = value[2:]
+        if not rest:
+            return "catchall"
+        if is_valid_domain(rest):
+            return "subdomain"
+        return "top_level_domain" if is_valid_tld(rest) else None
+    if value.startswith("@"):
+        rest = value[1:]
+        if rest == "ip":
+            return "catchall_ip"
+        return "domain" if is_valid_domain(rest) else None
+    if is_valid_email(value):
+        return "email"
+    local, at, domain = value.rpartition("@")
+    if at and domain == "*" and _WILDCARD_LOCAL_RE.fullmatch(local):
+        return "wildcard_addr"
+    if is_strict_ip(value):
+        return "ip"
+    if is_cidr_network(value):
+        return "cidr_network"
+    if is_valid_wildcard_ipv4(value):
+        return "wildcard_ip"
+    return None
+
+
+def is_local_account(value: str) -> bool:
+    """An account the tools store settings or lists for: user@domain.com, @domain.com,
+    @.domain.com (or @.com) or @."""
+    return classify_strict(value) in LOCAL_ACCOUNT_TYPES
+
+
+def tried_wildcard(value: str, all_forms: bool) -> bool:
+    """Whether a wildcard IPv4 is one of the forms ``wildcard_ipv4`` tries for some client."""
+    return is_valid_wildcard_ipv4(value) and value in wildcard_ipv4(value.replace("*", "0"), all_forms)
+
+
 # amavisd users.priority / mailaddr.priority written by wblist_admin (schemas.md §2.2)
 MAILADDR_PRIORITIES = {
     "email": 10,

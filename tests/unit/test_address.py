@@ -6,15 +6,21 @@ import pytest
 
 from apd.address import (
     classify,
+    classify_strict,
     domain_of,
     is_domain,
     is_email,
     is_ipv4,
+    is_local_account,
     is_strict_ip,
     is_tld_domain,
+    is_valid_domain,
+    is_valid_email,
+    is_valid_wildcard_ipv4,
     is_wildcard_ipv4,
     policy_addresses,
     strip_extension,
+    tried_wildcard,
     wildcard_ipv4,
 )
 
@@ -212,3 +218,104 @@ def test_wildcard_ipv4_of_non_ipv4_is_empty(value: str) -> None:
 )
 def test_classify(value: str, kind: str | None) -> None:
     assert classify(value) == kind
+
+
+# --- strict tests for what the admin tools store (anchored, each octet checked)
+
+
+@pytest.mark.parametrize(
+    "value, kind",
+    [
+        ("@.", "catchall"),
+        ("@.example.com", "subdomain"),
+        ("@.com", "top_level_domain"),
+        ("@.co-uk", "top_level_domain"),
+        ("@.xn--p1ai", "top_level_domain"),
+        ("@ip", "catchall_ip"),
+        ("@example.com", "domain"),
+        ("@Sub.Example.COM", "domain"),
+        ("@exämple.de", "domain"),
+        ("user@example.com", "email"),
+        ("User.Name+tag@Example.com", "email"),
+        ("srs0=hash=tt=d.com=u@x.com", "email"),
+        ("user@*", "wildcard_addr"),
+        ("192.0.2.1", "ip"),
+        ("2001:db8::1", "ip"),
+        ("192.0.2.0/24", "cidr_network"),
+        ("2001:db8::/32", "cidr_network"),
+        ("192.168.1.*", "wildcard_ip"),
+        ("192.168.*.*", "wildcard_ip"),
+        ("*.*.*.*", "wildcard_ip"),
+        ("255.0.*.9", "wildcard_ip"),
+        # iRedAPD's prefix matches take all of these; the strict tests refuse them
+        ("@.bad_domain!", None),
+        ("999.1.1.1", None),
+        ("300.300.300.300", None),
+        ("***.1.1.1", None),
+        ("1*.1.1.1", None),
+        ("256.1.1.*", None),
+        ("01.2.3.*", None),
+        ("1.2.3.*/24", None),
+        ("user@example.com>", None),
+        ("a@b.com;drop", None),
+        ("@exa_mple.com", None),
+        ("@-bad.com", None),
+        ("@bad-.com", None),
+        ("@a..b.com", None),
+        ("@example.com.", None),
+        ("@example.123", None),
+        ("@" + "a" * 64 + ".com", None),  # a label has at most 63 characters
+        ("@" + "a." * 126 + "com", None),  # 255 characters: over 253
+        ("u" * 65 + "@example.com", None),
+        # and what iRedAPD's greylisting_admin took for a recipient because it holds an '@'
+        ("x@", None),
+        ("@", None),
+        ("@@", None),
+        ("a b@c d", None),
+        ("", None),
+    ],
+)
+def test_classify_strict(value: str, kind: str | None) -> None:
+    assert classify_strict(value) == kind
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("@.", True),
+        ("@.com", True),
+        ("@example.com", True),
+        ("@.example.com", True),
+        ("user@example.com", True),
+        ("user@*", False),
+        ("@ip", False),
+        ("192.0.2.1", False),
+        ("x@", False),
+    ],
+)
+def test_is_local_account(value: str, expected: bool) -> None:
+    assert is_local_account(value) is expected
+
+
+def test_label_lengths() -> None:
+    assert is_valid_domain("a" * 63 + ".com") and not is_valid_domain("a" * 64 + ".com")
+    assert is_valid_email("u" * 64 + "@example.com")
+
+
+@pytest.mark.parametrize(
+    "value, two_forms, all_forms",
+    [
+        ("192.0.2.*", True, True),
+        ("192.0.*.4", True, True),
+        ("192.0.*.*", False, True),
+        ("*.*.*.4", False, True),
+        ("*.*.*.*", False, True),
+        ("1.*.3.*", False, False),  # never produced by wildcard_ipv4
+        ("999.1.1.*", False, False),
+        ("192.0.2.1", False, False),
+    ],
+)
+def test_tried_wildcard(value: str, two_forms: bool, all_forms: bool) -> None:
+    assert (tried_wildcard(value, False), tried_wildcard(value, True)) == (two_forms, all_forms)
+    if is_valid_wildcard_ipv4(value):
+        assert is_wildcard_ipv4(value)  # a strict wildcard passes iRedAPD's test too
