@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Sequence
 
 from apd import settings as settings_module
 from apd.errors import StoreError
@@ -23,6 +23,22 @@ def add_config_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-c", "--config", metavar="FILE", help="apd settings file (default: $APD_SETTINGS, /etc/apd/settings.py)"
     )
+
+
+def undecodable_argument(argv: Sequence[str]) -> str | None:
+    """The first argument that is not valid UTF-8, shown with its bytes escaped (``caf\\xe9``),
+    or None. Python hands such bytes over as lone surrogates, which no database, terminal or
+    encoder accepts: a tool refuses the call instead of failing half-way with a traceback."""
+    for arg in argv:
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            try:
+                raw = arg.encode("utf-8", "surrogateescape")
+            except UnicodeEncodeError:  # a surrogate not made by surrogateescape
+                raw = arg.encode("utf-8", "backslashreplace")
+            return raw.decode("ascii", "backslashreplace")
+    return None
 
 
 def load_settings(config: str | None) -> Any:

@@ -1,11 +1,14 @@
 """``apd-greylisting-admin``: manage greylisting settings and whitelists (admin-tools.md §2).
 
-Flags, messages and the rows written are iRedAPD's ``greylisting_admin.py``, with two fixes:
+Flags, messages and the rows written are iRedAPD's ``greylisting_admin.py``, with these fixes:
 
 * a CIDR sender (``--from 192.0.2.0/24``) is stored with ``sender_priority = 70`` (the priority
   table's ``cidr``), so the setting takes effect (DIFFERENCES.md 7; iRedAPD stores 0);
 * ``--remove-whitelist-domain`` also drops the domain's SPF-derived rows from
-  ``greylisting_whitelist_domain_spf`` (DIFFERENCES.md 8).
+  ``greylisting_whitelist_domain_spf`` (DIFFERENCES.md 8);
+* ``--from`` and ``--to`` pass the anchored tests of apd.address.classify_strict, ``--to`` must be
+  a local account (iRedAPD only asks ``--to`` for an '@', so ``x@`` or ``a b@c d`` were stored);
+  an argument that is not UTF-8 is refused.
 
 Invalid input prints what is wrong on stderr, writes nothing and exits non-zero.
 """
@@ -18,8 +21,8 @@ import sys
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from admin.common import EXIT_ERROR, EXIT_OK, EXIT_USAGE, load_settings, open_tool_store
-from apd.address import ACCOUNT_PRIORITIES, classify, is_domain
+from admin.common import EXIT_ERROR, EXIT_OK, EXIT_USAGE, load_settings, open_tool_store, undecodable_argument
+from apd.address import ACCOUNT_PRIORITIES, classify_strict, is_local_account, is_valid_domain
 from apd.errors import StoreError
 from apd.store.greylisting import SettingRow
 
@@ -84,6 +87,9 @@ class Command:
 
 def parse(argv: Sequence[str]) -> Command:
     """iRedAPD's scan: the first action flag present wins; --from/--to take the next argument."""
+    undecodable = undecodable_argument(argv)
+    if undecodable is not None:
+        raise UsageError(f"<<< ERROR >>> Argument is not valid UTF-8: {undecodable}")
     values: dict[str, str] = {}
     flags: list[str] = []
     args = list(argv)
@@ -106,7 +112,7 @@ def parse(argv: Sequence[str]) -> Command:
     sender = values.get("--from", ANYONE)
     recipient = values.get("--to", ANYONE)
     validate_sender(sender)
-    if "@" not in recipient:
+    if not is_local_account(recipient):  # iRedAPD only asks for an '@': 'x@', '@@' passed
         raise UsageError("<<< ERROR >>> Invalid recipient address.")
     return Command(action, sender, recipient, "--to" in values, values.get("-c"))
 
@@ -120,7 +126,7 @@ def validate_sender(sender: str) -> None:
         raise UsageError(
             f"<<< ERROR >>> Invalid sender address: {sender} has host bits set, perhaps you should use {loose}"
         )
-    if classify(sender) not in SENDER_TYPES:
+    if classify_strict(sender) not in SENDER_TYPES:
         raise UsageError("<<< ERROR >>> Invalid sender address.")
 
 
@@ -147,13 +153,13 @@ def _loose_network(value: str) -> str | None:
 
 def priority(value: str) -> int:
     """The greylisting priority of an account or sender (0 for types not in the table)."""
-    kind = classify(value)
+    kind = classify_strict(value)
     return PRIORITIES.get(kind, 0) if kind else 0
 
 
 def sender_domain(sender: str) -> str:
     """The domain of ``@domain`` / ``@.domain`` (a leading '.' stays), else ''."""
-    if classify(sender) in ("domain", "subdomain"):
+    if classify_strict(sender) in ("domain", "subdomain"):
         return sender.split("@", 1)[1]
     return ""
 
@@ -198,7 +204,7 @@ def run(command: Command, store) -> int:
             print(f"* Whitelisting sender domain: {domain}")
         else:
             print(f"* Remove whitelisted sender domain: {domain}")
-        if not is_domain(domain):
+        if not is_valid_domain(domain):
             print(
                 f"INVALID_DOMAIN: --from must be a sender domain, e.g. --from @example.com (got {sender})",
                 file=sys.stderr,

@@ -4,7 +4,9 @@ tools/wblist_admin.py): the same flags, messages and stored rows.
 Differences (DIFFERENCES.md 14): every error exits non-zero; each invalid entry is reported
 on stderr with what is wrong and the right form, and skipped while the valid entries are
 stored (exit 1 then, as something was wrong); conflicting flags, or an --add/--delete with no
-valid entry, exit non-zero before anything is written.
+valid entry, exit non-zero before anything is written. Accounts and entries pass anchored tests
+with each octet checked (apd.address.classify_strict): iRedAPD took `999.1.1.1` for a wildcard IP
+and `@.bad_domain!` for a top-level domain; an argument that is not UTF-8 is refused (exit 2).
 """
 
 from __future__ import annotations
@@ -15,8 +17,16 @@ import re
 import sys
 from typing import Sequence
 
-from admin.common import EXIT_ERROR, EXIT_OK, EXIT_USAGE, add_config_option, load_settings, open_tool_store
-from apd.address import classify
+from admin.common import (
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_USAGE,
+    add_config_option,
+    load_settings,
+    open_tool_store,
+    undecodable_argument,
+)
+from apd.address import classify_strict, is_local_account, is_wildcard_ipv4
 from apd.errors import StoreError
 
 USAGE = """Usage: apd-wblist-admin [-c FILE] [--outbound] [--account ACCOUNT]
@@ -110,7 +120,7 @@ def parser() -> argparse.ArgumentParser:
 
 def invalid_reason(entry: str) -> str | None:
     """None for a valid list entry, else what is wrong and what would be right."""
-    if classify(entry):
+    if classify_strict(entry):
         return None
     if "/" in entry:
         address, _, length = entry.partition("/")
@@ -133,6 +143,8 @@ def invalid_reason(entry: str) -> str | None:
         return f'invalid domain in "{entry}", expected @domain.com'
     if "@" in entry:
         return f'invalid email address "{entry}", expected user@domain.com or user@*'
+    if is_wildcard_ipv4(entry):  # four groups of digits or '*', as iRedAPD's loose test reads them
+        return f'invalid IPv4 address "{entry}", expected octets 0 to 255, or * in a wildcard such as 192.168.1.*'
     return f'invalid entry "{entry}", expected {FORMS}'
 
 
@@ -175,6 +187,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv:
         print(USAGE)
         return EXIT_OK
+    undecodable = undecodable_argument(argv)
+    if undecodable is not None:
+        err(f"<<< ERROR >>> Argument is not valid UTF-8: {undecodable}")
+        return EXIT_USAGE
     try:
         args = parser().parse_intermixed_args(argv)
     except SystemExit as exc:  # argparse already printed why
@@ -195,7 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:
         err(str(exc.code))
         return EXIT_ERROR
-    if not classify(account):
+    if not is_local_account(account):
         err(
             f'INVALID_ACCOUNT: "{account}" is not a valid account, expected user@domain.com, @domain.com, '
             "@.domain.com or @."

@@ -123,6 +123,7 @@ def test_whitelists(backend, capsys):
         (["--enable", "--to", "example.com"], "<<< ERROR >>> Invalid recipient address.\n"),
         (["--from", "@x.com"], "<<< ERROR >>> No valid operation specified. Exit.\n"),
         (["--add-whitelist", "--from", "192.0.2.*"], "<<< ERROR >>> Invalid sender address.\n"),
+        (["--add-whitelist", "--to", "a b@c d"], "<<< ERROR >>> Invalid recipient address.\n"),
     ],
 )
 def test_invalid_input_writes_nothing(backend, capsys, argv, message):
@@ -130,6 +131,28 @@ def test_invalid_input_writes_nothing(backend, capsys, argv, message):
     assert (code, out, err) == (2, "", message)
     assert settings_rows(backend) == []
     assert backend.db.query("SELECT COUNT(*) FROM greylisting_whitelists") == [(0,)]
+
+
+@pytest.mark.parametrize("action", ["--enable", "--add-whitelist"])
+def test_non_utf8_argument_exits_2_without_traceback(tmp_path, action):
+    """Bytes that are not UTF-8 reach Python as lone surrogates, which iRedAPD's tool (and apd's
+    before) printed or stored with a UnicodeEncodeError traceback."""
+    backend = open_backend(None, tmp_path, kind="sqlite")
+    try:
+        run = subprocess.run(
+            [sys.executable, "-m", "admin.greylisting_admin", "-c", str(backend.settings_file), action]
+            + ["--to", b"caf\xe9@example.com"],
+            capture_output=True,
+            env=dict(os.environ, PYTHONPATH=str(ROOT)),
+            cwd=str(ROOT),
+            timeout=60,
+        )
+        assert (run.returncode, run.stdout) == (2, b"")
+        assert run.stderr == b"<<< ERROR >>> Argument is not valid UTF-8: caf\\xe9@example.com\n"
+        assert settings_rows(backend) == []
+        assert backend.db.query("SELECT COUNT(*) FROM greylisting_whitelists") == [(0,)]
+    finally:
+        backend.close()
 
 
 def test_invalid_whitelist_domain(backend, capsys):

@@ -28,6 +28,10 @@ from apd.store.greylisting import SettingRow
         (["--disable", "--from", "@.example.com"], "--disable", "@.example.com", "@.", False),
         (["--disable", "--from", "@.com"], "--disable", "@.com", "@.", False),
         (["--disable", "--from", "User@Example.com"], "--disable", "User@Example.com", "@.", False),  # not lowercased
+        (["--enable", "--to", "User@Example.COM"], "--enable", "@.", "User@Example.COM", True),
+        (["--enable", "--to", "@.com"], "--enable", "@.", "@.com", True),
+        (["--enable", "--to", "@.example.com"], "--enable", "@.", "@.example.com", True),
+        (["--enable", "--to", "üser@exämple.de"], "--enable", "@.", "üser@exämple.de", True),
     ],
 )
 def test_parse(argv, action, sender, recipient, given):
@@ -54,6 +58,22 @@ def test_parse(argv, action, sender, recipient, given):
             "<<< ERROR >>> Invalid sender address: 192.0.2.1/24 has host bits set, perhaps you should use 192.0.2.0/24",
         ),
         (["--enable", "--to", "example.com"], "<<< ERROR >>> Invalid recipient address."),
+        # iRedAPD only asks --to for an '@'; apd checks it as the other tools check an account
+        (["--enable", "--to", "x@"], "<<< ERROR >>> Invalid recipient address."),
+        (["--enable", "--to", "@"], "<<< ERROR >>> Invalid recipient address."),
+        (["--enable", "--to", "@@"], "<<< ERROR >>> Invalid recipient address."),
+        (["--enable", "--to", "a b@c d"], "<<< ERROR >>> Invalid recipient address."),
+        (["--add-whitelist", "--to", "user@example.com>"], "<<< ERROR >>> Invalid recipient address."),
+        (["--list", "--to", "@.bad_domain!"], "<<< ERROR >>> Invalid recipient address."),
+        (["--enable", "--to", "user@*"], "<<< ERROR >>> Invalid recipient address."),
+        (["--enable", "--to", "192.0.2.1"], "<<< ERROR >>> Invalid recipient address."),
+        (["--enable", "--from", "@.bad_domain!"], "<<< ERROR >>> Invalid sender address."),  # a prefix passed
+        (["--enable", "--from", "user@example.com>"], "<<< ERROR >>> Invalid sender address."),
+        (
+            ["--enable", "--to", "caf\udce9@example.com"],  # the bytes b'caf\xe9' as Python hands them over
+            "<<< ERROR >>> Argument is not valid UTF-8: caf\\xe9@example.com",
+        ),
+        (["--enable", "--from", "\udcff"], "<<< ERROR >>> Argument is not valid UTF-8: \\xff"),
         (["--enable", "--to"], "<<< ERROR >>> --to needs a value, e.g. --to user@example.com"),
         (["--enable", "--frm", "@x.com"], "<<< ERROR >>> Unknown argument: --frm (see --help)"),
     ],

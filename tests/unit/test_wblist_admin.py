@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from admin.wblist_admin import invalid_reason, main
 from apd.store.wblist import text
 from tests.helpers.wblist import sqlite_store
+
+ROOT = Path(__file__).resolve().parents[2]
 
 INVALID = [
     ("user@example.com", None),
@@ -32,6 +39,18 @@ INVALID = [
     ("@exa_mple", 'invalid domain in "@exa_mple", expected @domain.com'),
     ("@.-", 'invalid domain in "@.-", expected @.domain.com (the domain and its subdomains) or @.'),
     ("user@localhost", 'invalid email address "user@localhost", expected user@domain.com or user@*'),
+    ("192.168.*.*", None),
+    ("*.*.*.*", None),
+    # iRedAPD's prefix and digit-group tests took these
+    ("999.1.1.1", 'invalid IPv4 address "999.1.1.1", expected octets 0 to 255, or * in a wildcard such as 192.168.1.*'),
+    (
+        "300.300.300.300",
+        'invalid IPv4 address "300.300.300.300", expected octets 0 to 255, or * in a wildcard such as 192.168.1.*',
+    ),
+    ("***.1.1.1", 'invalid IPv4 address "***.1.1.1", expected octets 0 to 255, or * in a wildcard such as 192.168.1.*'),
+    ("@.bad_domain!", 'invalid domain in "@.bad_domain!", expected @.domain.com (the domain and its subdomains) or @.'),
+    ("@bad_domain.com", 'invalid domain in "@bad_domain.com", expected @domain.com'),
+    ("user@example.com>", 'invalid email address "user@example.com>", expected user@domain.com or user@*'),
 ]
 
 
@@ -151,6 +170,12 @@ REFUSED = [
     (["--whitelist", "192.0.2.1"], 1, "No --add, --delete or --list specified. Exit."),
     (["--account", "nobody", "--add", "--blacklist", "192.0.2.1"], 1, "<<< ERROR >>> Invalid account format."),
     (["--account", "@com", "--add", "--blacklist", "192.0.2.1"], 1, "INVALID_ACCOUNT"),
+    (["--account", "@.bad_domain!", "--add", "--blacklist", "192.0.2.1"], 1, 'INVALID_ACCOUNT: "@.bad_domain!"'),
+    (["--account", "x@", "--add", "--blacklist", "192.0.2.1"], 1, "INVALID_ACCOUNT"),
+    (["--account", "a b@c d", "--add", "--blacklist", "192.0.2.1"], 1, "INVALID_ACCOUNT"),
+    (["--account", "user@*", "--add", "--blacklist", "192.0.2.1"], 1, "INVALID_ACCOUNT"),  # never a recipient
+    (["--add", "--blacklist", "999.1.1.1", "300.300.300.300", "***.1.1.1"], 1, "No valid address given"),
+    (["--add", "--blacklist", "caf\udce9@example.com"], 2, "Argument is not valid UTF-8: caf\\xe9@example.com"),
     (["--add", "--blacklist", "--bogus", "192.0.2.1"], 2, "unrecognized arguments: --bogus"),
 ]
 
@@ -244,3 +269,22 @@ def test_settings_file_from_apd_settings(tmp_path, capsys, monkeypatch):
         assert store.wblist.entries("@.", "B", False) == ["192.0.2.1"]
     finally:
         store.close()
+
+
+def test_non_utf8_argument_exits_2_without_traceback(tool, tmp_path):
+    config = tmp_path / "settings.py"
+    run = subprocess.run(
+        [sys.executable, "-m", "admin.wblist_admin", "-c", str(config), "--account", b"\xff@example.com"]
+        + ["--add", "--whitelist", "192.0.2.1"],
+        capture_output=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        cwd=str(ROOT),
+        timeout=60,
+    )
+    assert (run.returncode, run.stdout, run.stderr) == (
+        2,
+        b"",
+        b"<<< ERROR >>> Argument is not valid UTF-8: \\xff@example.com\n",
+    )
+    for table in ("users", "mailaddr", "wblist", "outbound_wblist"):
+        assert rows(tool.store, f"SELECT * FROM {table}") == []
