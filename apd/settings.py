@@ -10,10 +10,14 @@ from __future__ import annotations
 import ast
 import difflib
 import ipaddress
+import math
 import os
 import socket
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
+
+from apd.address import is_valid_wildcard_ipv4, tried_wildcard
+from apd.settings_eval import MAX_DEPTH, MAX_FILE_SIZE, Evaluator, Unsupported, deep_statement
 
 EX_CONFIG = 78  # os.EX_CONFIG: systemd's RestartPreventExitStatus=78 stops a restart loop
 
@@ -88,15 +92,18 @@ def _worker_timeout(value: Any) -> int:
     return seconds
 
 
+MAX_SECONDS = 1_000_000.0  # larger timeouts overflow socket and select calls (1e300)
+
+
 def _positive_number(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ValueError("expected a number of seconds")
     try:
         number = float(value)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise ValueError("expected a number of seconds") from None
-    if number <= 0:
-        raise ValueError("expected a number of seconds > 0")
+    if not math.isfinite(number) or not 0 < number <= MAX_SECONDS:  # nan compares False to all
+        raise ValueError(f"expected a number of seconds > 0 and at most {MAX_SECONDS:.0f}")
     return number
 
 
@@ -116,6 +123,23 @@ def _str(value: Any) -> str:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
     raise ValueError("expected a string")
+
+
+def _listen_address(value: Any) -> str:
+    """One or more IP addresses, split as ``server.listen_addresses`` splits them (commas or
+    spaces, an IPv6 address optionally in [ ]); the text is kept as written."""
+    text = _str(value)
+    parts = text.replace(",", " ").split()
+    if not parts:
+        raise ValueError("expected at least one IPv4 or IPv6 address, e.g. '127.0.0.1' or '127.0.0.1, ::1'")
+    for part in parts:
+        try:
+            ipaddress.ip_address(part.strip("[]"))
+        except ValueError:
+            raise ValueError(
+                f"expected IPv4 or IPv6 addresses separated by commas or spaces; {part!r} is not one"
+            ) from None
+    return text
 
 
 def _str_list(value: Any) -> tuple[str, ...]:
@@ -148,25 +172,58 @@ def _networks(value: Any) -> tuple[str, ...]:
         raise ValueError("expected a list of IPs, wildcard IPv4 ('192.0.2.*') or CIDR networks") from None
 
 
-def network_warnings(entries: Iterable[str]) -> list[str]:
-    """MYNETWORKS entries iRedAPD silently ignores: warn (an iRedAPD file must still load)."""
+def network_warnings(entries: Iterable[str], all_wildcards: bool = False) -> list[str]:
+    """MYNETWORKS entries that never match a client (apd/netmatch.py TrustedClients): iRedAPD
+    ignores them silently; apd warns, naming each (an iRedAPD file must still load)."""
     warnings = []
     for entry in entries:
-        if "/" not in entry:
-            continue
+        problem = _network_entry_problem(entry, all_wildcards)
+        if problem:
+            warnings.append(f"MYNETWORKS entry {entry!r} {problem}")
+    return warnings
+
+
+def _network_entry_problem(entry: str, all_wildcards: bool) -> str | None:
+    """Why an entry never matches, with the form meant where there is one; None when it can."""
+    if "/" in entry:  # a strict network, matched in a radix tree
         try:
             ipaddress.ip_network(entry, strict=True)
         except ValueError:
             try:
                 fixed = ipaddress.ip_network(entry, strict=False)
             except ValueError:
-                warnings.append(f"MYNETWORKS entry {entry!r} is not a network and is ignored")
-            else:
-                warnings.append(
-                    f"MYNETWORKS entry {entry!r} has host bits set and is ignored (as iRedAPD does); "
-                    f"perhaps you mean {str(fixed)!r}"
-                )
-    return warnings
+                return "is not a network and is ignored"
+            return f"has host bits set and is ignored (as iRedAPD does); perhaps you mean {str(fixed)!r}"
+        return None
+    try:  # anything else is compared as text with the client address Postfix sends
+        canonical = str(ipaddress.ip_address(entry))
+    except ValueError:
+        pass
+    else:
+        if canonical == entry:
+            return None
+        return f"never equals a client address as Postfix writes it and is ignored; perhaps you mean {canonical!r}"
+    if tried_wildcard(entry, all_wildcards):
+        return None
+    if tried_wildcard(entry, True):
+        network = _wildcard_network(entry)
+        suggestion = f"; perhaps you mean {network!r}" if network else ""
+        return f"is tried only with ENABLE_ALL_WILDCARD_IP = True and is ignored (as iRedAPD does){suggestion}"
+    if is_valid_wildcard_ipv4(entry):
+        return (
+            "is a wildcard form never tried and is ignored (as iRedAPD does); '*' may stand for the last octet"
+            " (192.0.2.*), the third (192.0.*.4), or with ENABLE_ALL_WILDCARD_IP = True for adjacent octets"
+        )
+    return "is not an IP address, wildcard IPv4 (192.0.2.*) or CIDR network and is ignored"
+
+
+def _wildcard_network(wildcard: str) -> str | None:
+    """The network a wildcard of trailing octets stands for: '172.16.*.*' -> '172.16.0.0/16'."""
+    octets = wildcard.split(".")
+    known = octets.index("*")
+    if octets[known:] != ["*"] * (4 - known):
+        return None
+    return ".".join(octets[:known] + ["0"] * (4 - known)) + f"/{8 * known}"
 
 
 def _ldap_uri(value: Any) -> str:
@@ -241,7 +298,7 @@ DEFAULT_PLUGINS = (
 _S = Setting
 REGISTRY: tuple[Setting, ...] = (
     # daemon
-    _S("listen_address", _str, "127.0.0.1", "Address the policy service binds to (IPv4 or IPv6)."),
+    _S("listen_address", _listen_address, "127.0.0.1", "Address the policy service binds to (IPv4 or IPv6)."),
     _S("listen_port", _port, 7777, "Port of the policy service."),
     _S("srs_forward_port", _port, 7778, "tcp_table port for SRS sender rewriting."),
     _S("srs_reverse_port", _port, 7779, "tcp_table port for SRS reverse rewriting."),
@@ -417,12 +474,19 @@ IGNORED_IMPORTS = ("libs.default_settings", "apd.default_settings", "default_set
 class Settings:
     """Frozen, validated settings. Read as attributes: ``settings.listen_port``."""
 
-    __slots__ = ("_values", "source", "warnings")
+    __slots__ = ("_values", "source", "warnings", "_lines")
 
-    def __init__(self, values: dict[str, Any], source: str = "", warnings: Iterable[str] = ()):
+    def __init__(
+        self,
+        values: dict[str, Any],
+        source: str = "",
+        warnings: Iterable[str] = (),
+        lines: dict[str, int] | None = None,
+    ):
         object.__setattr__(self, "_values", dict(values))
         object.__setattr__(self, "source", source)
         object.__setattr__(self, "warnings", tuple(warnings))
+        object.__setattr__(self, "_lines", dict(lines or {}))
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -439,6 +503,11 @@ class Settings:
     def as_dict(self) -> dict[str, Any]:
         return dict(self._values)
 
+    def origin(self, name: str) -> str:
+        """Where a setting's value comes from, for messages: 'FILE:LINE', else the source."""
+        line = self._lines.get(name)
+        return f"{self.source}:{line}" if line else self.source
+
     def replace(self, **changes: Any) -> "Settings":
         problems = []
         values = dict(self._values)
@@ -449,11 +518,12 @@ class Settings:
                 continue
             try:
                 values[name] = setting.convert(value)
-            except ValueError as exc:
-                problems.append(f"{name} = {value!r}: {exc}")
+            except (ValueError, OverflowError) as exc:
+                problems.append(f"{name} = {brief(value)}: {exc}")
         if problems:
             raise ConfigError(problems)
-        return Settings(values, self.source, self.warnings)
+        lines = {name: line for name, line in self._lines.items() if name not in changes}
+        return Settings(values, self.source, self.warnings, lines)
 
     @property
     def worker_count(self) -> int:
@@ -485,7 +555,7 @@ def load(path: str | None) -> Settings:
         return defaults()
     try:
         with open(path, "rb") as handle:
-            text = handle.read()
+            text = handle.read(MAX_FILE_SIZE + 1)
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read settings file: {exc.strerror}"]) from None
     return parse(text, path)
@@ -493,6 +563,8 @@ def load(path: str | None) -> Settings:
 
 def parse(text: str | bytes, path: str = "<settings>") -> Settings:
     """``text`` as bytes honours a BOM or a ``# -*- coding: ... -*-`` line, like Python does."""
+    if len(text) > MAX_FILE_SIZE:
+        raise ConfigError([f"{path}: settings file larger than {MAX_FILE_SIZE} bytes"])
     raw, lines, problems, warnings = _read_assignments(text, path)
     values = {s.name: s.default for s in REGISTRY}
     for name, value in raw.items():
@@ -507,12 +579,19 @@ def parse(text: str | bytes, path: str = "<settings>") -> Settings:
             continue
         try:
             values[name] = setting.convert(value)
-        except ValueError as exc:
-            problems.append(f"{where}: {name} = {value!r}: {exc}")
+        except (ValueError, OverflowError) as exc:
+            problems.append(f"{where}: {name} = {brief(value)}: {exc}")
     if problems:
         raise ConfigError(problems)
-    warnings += [f"{path}:{lines.get('MYNETWORKS', 0)}: {w}" for w in network_warnings(values["MYNETWORKS"])]
-    return Settings(values, source=path, warnings=warnings)
+    mynetworks = network_warnings(values["MYNETWORKS"], values["ENABLE_ALL_WILDCARD_IP"])
+    warnings += [f"{path}:{lines.get('MYNETWORKS', 0)}: {w}" for w in mynetworks]
+    return Settings(values, source=path, warnings=warnings, lines=lines)
+
+
+def brief(value: Any, limit: int = 200) -> str:
+    """repr() of a value for a message, cut short: a value may be up to a MiB long."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def suggest(name: str) -> str:
@@ -522,18 +601,22 @@ def suggest(name: str) -> str:
     return f"; did you mean {by_lower[hint[0]]}?" if hint else ""
 
 
-class _Unsupported(Exception):
-    pass
-
-
 def _read_assignments(text: str | bytes, path: str) -> tuple[dict[str, Any], dict[str, int], list[str], list[str]]:
-    """Evaluate the safe subset of Python that settings files use."""
+    """Evaluate the safe subset of Python that settings files use, within settings_eval's bounds."""
     try:
         tree = ast.parse(text, filename=path)
     except SyntaxError as exc:
         raise ConfigError([f"{path}:{exc.lineno or 1}: syntax error: {exc.msg}"]) from None
     except ValueError as exc:  # e.g. a NUL byte
         raise ConfigError([f"{path}: cannot parse settings file: {exc}"]) from None
+    except (RecursionError, MemoryError):  # the parser's own stack: 1+1+... with 100,000 terms
+        line, name = deep_statement(text)
+        raise ConfigError(
+            [
+                f"{path}:{line}: {name + ': ' if name else ''}expression too long or nested too deeply to read"
+                f" (at most {MAX_DEPTH} levels)"
+            ]
+        ) from None
     raw: dict[str, Any] = {}
     lines: dict[str, int] = {}
     problems: list[str] = []
@@ -549,31 +632,13 @@ def _read_assignments(text: str | bytes, path: str) -> tuple[dict[str, Any], dic
                 if isinstance(default, tuple)
                 else (dict(default) if isinstance(default, dict) else default)
             )
-        raise _Unsupported(f"name {name} is not defined")
+        raise Unsupported(f"name {name} is not defined")
 
-    def evaluate(node: ast.AST) -> Any:
-        if isinstance(node, ast.Name):
-            return current(node.id)
-        if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub, ast.Mult)):
-            left, right = evaluate(node.left), evaluate(node.right)
-            if isinstance(node.op, ast.Add):
-                return left + right
-            if isinstance(node.op, ast.Sub):
-                return left - right
-            return left * right
-        if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
-            items = [evaluate(e) for e in node.elts]
-            return (
-                items if isinstance(node, ast.List) else (tuple(items) if isinstance(node, ast.Tuple) else set(items))
-            )
-        if isinstance(node, ast.Dict):
-            return {evaluate(k): evaluate(v) for k, v in zip(node.keys, node.values)}
-        try:
-            return ast.literal_eval(node)
-        except ValueError:
-            raise _Unsupported("only literal values can be used here") from None
-
+    evaluator = Evaluator(current)
+    evaluate = evaluator.evaluate
     for stmt in tree.body:
+        assigned = _statement_name(stmt)
+        where = f"{path}:{stmt.lineno}: " + (f"{assigned}: " if assigned else "")
         try:
             if isinstance(stmt, ast.ImportFrom) and stmt.module in IGNORED_IMPORTS:
                 continue
@@ -585,10 +650,10 @@ def _read_assignments(text: str | bytes, path: str) -> tuple[dict[str, Any], dic
             if isinstance(stmt, ast.Assign):
                 value = evaluate(stmt.value)
                 for target in stmt.targets:
-                    _assign(target, value, raw, lines, stmt.lineno, current, evaluate)
+                    _assign(target, value, raw, lines, stmt.lineno, current, evaluator)
                 continue
             if isinstance(stmt, ast.AnnAssign) and stmt.value is not None:
-                _assign(stmt.target, evaluate(stmt.value), raw, lines, stmt.lineno, current, evaluate)
+                _assign(stmt.target, evaluate(stmt.value), raw, lines, stmt.lineno, current, evaluator)
                 continue
             if isinstance(stmt, ast.AugAssign) and isinstance(stmt.target, ast.Name):
                 name = stmt.target.id
@@ -603,20 +668,39 @@ def _read_assignments(text: str | bytes, path: str) -> tuple[dict[str, Any], dic
                 and stmt.value.func.attr in ("append", "extend")
             ):
                 name = stmt.value.func.value.id
+                if len(stmt.value.args) != 1 or stmt.value.keywords:
+                    raise Unsupported(f"{stmt.value.func.attr}() takes one value")
                 container = list(current(name))
-                args = [evaluate(a) for a in stmt.value.args]
-                container.append(args[0]) if stmt.value.func.attr == "append" else container.extend(args[0])
-                raw[name], lines[name] = container, stmt.lineno
+                item = evaluate(stmt.value.args[0])
+                container.append(item) if stmt.value.func.attr == "append" else container.extend(item)
+                raw[name], lines[name] = evaluator.grown(container, item), stmt.lineno
                 continue
-            raise _Unsupported("unsupported statement; use NAME = value")
-        except _Unsupported as exc:
-            problems.append(f"{path}:{stmt.lineno}: {exc}")
-        except (TypeError, KeyError, ValueError) as exc:
-            problems.append(f"{path}:{stmt.lineno}: cannot evaluate: {exc}")
+            raise Unsupported("unsupported statement; use NAME = value")
+        except Unsupported as exc:
+            problems.append(f"{where}{exc}")
+        except (TypeError, KeyError, ValueError, OverflowError) as exc:
+            problems.append(f"{where}cannot evaluate: {exc}")
+        except (RecursionError, MemoryError):  # bounds above should make these unreachable
+            problems.append(f"{where}value too large or nested too deeply to read")
     return raw, lines, problems, warnings
 
 
-def _assign(target, value, raw, lines, lineno, current, evaluate) -> None:
+def _statement_name(stmt: ast.stmt) -> str | None:
+    """The (first) setting name a statement assigns, for its error messages."""
+    if isinstance(stmt, ast.Assign):
+        target = stmt.targets[0]
+    elif isinstance(stmt, (ast.AnnAssign, ast.AugAssign)):
+        target = stmt.target
+    elif isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
+        target = stmt.value.func  # NAME.append(...)
+    else:
+        return None
+    if isinstance(target, (ast.Subscript, ast.Attribute)):
+        target = target.value
+    return target.id if isinstance(target, ast.Name) else None
+
+
+def _assign(target, value, raw, lines, lineno, current, evaluator: Evaluator) -> None:
     if isinstance(target, ast.Name):
         raw[target.id], lines[target.id] = value, lineno
         return
@@ -624,12 +708,13 @@ def _assign(target, value, raw, lines, lineno, current, evaluate) -> None:
         name = target.value.id
         container = current(name)
         if not isinstance(container, dict):
-            raise _Unsupported(f"{name} is not a dict; item assignment needs a dict setting")
+            raise Unsupported("not a dict; item assignment needs a dict setting")  # the caller names it
         container = dict(container)
-        container[evaluate(target.slice)] = value
-        raw[name], lines[name] = container, lineno
+        key = evaluator.evaluate(target.slice)
+        container[key] = value
+        raw[name], lines[name] = evaluator.grown(container, (key, value)), lineno
         return
-    raise _Unsupported("unsupported assignment target; use NAME = value")
+    raise Unsupported("unsupported assignment target; use NAME = value")
 
 
 def is_secret(name: str) -> bool:

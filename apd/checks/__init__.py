@@ -82,7 +82,7 @@ def plan(settings: Any) -> tuple[list[PlannedCheck], list[str]]:
         try:
             cls = _find_class(name, settings)
         except _Missing as exc:
-            problems.append(f"plugins: {exc}")
+            problems.append(f"{settings.origin('plugins')}: plugins: {exc}")
             continue
         if name.endswith("_force_change_password") and name not in settings.PLUGIN_PRIORITIES:
             warnings.append(f"check {name} runs at priority 0 (iRedAPD's priority key is {name}_in_days)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -131,7 +132,11 @@ def test_iredmail_settings_file_loads_unchanged() -> None:
     assert s.WBLIST_DISCARD_INSTEAD_OF_REJECT is True
     assert s.CUSTOM_RELAY_DEFAULT_RELAY == "smtp-amavis:[127.0.0.1]:10025"  # sample plugins' names pass through
     assert s.SPAM_TRAP_ACCOUNTS == ["spam@example.com"]
-    assert s.warnings == ()
+    # loads, but the one entry iRedAPD silently never matches is named
+    assert s.warnings == (
+        "settings.py:61: MYNETWORKS entry '172.16.*.*' is tried only with ENABLE_ALL_WILDCARD_IP = True and is"
+        " ignored (as iRedAPD does); perhaps you mean '172.16.0.0/16'",
+    )
     assert s.GREYLISTING_MESSAGE == "Intentional policy rejection, please try again later"  # untouched default
 
 
@@ -211,11 +216,11 @@ def test_every_problem_is_reported_at_once() -> None:
     "text, fragment",
     [
         ("listen_port = (", "settings.py:1: syntax error"),
-        ("import os\nlisten_port = os.environ['PORT']\n", "settings.py:2: only literal values"),
+        ("import os\nlisten_port = os.environ['PORT']\n", "settings.py:2: listen_port: only literal values"),
         ("if True:\n    listen_port = 1\n", "settings.py:1: unsupported statement"),
-        ("UNKNOWN_DICT['x'] = 1\n", "settings.py:1: name UNKNOWN_DICT is not defined"),
-        ("listen_port['x'] = 1\n", "settings.py:1: listen_port is not a dict"),
-        ("plugins += 'x'\n", "settings.py:1: cannot evaluate"),
+        ("UNKNOWN_DICT['x'] = 1\n", "settings.py:1: UNKNOWN_DICT: name UNKNOWN_DICT is not defined"),
+        ("listen_port['x'] = 1\n", "settings.py:1: listen_port: not a dict"),
+        ("plugins += 'x'\n", "settings.py:1: plugins: cannot evaluate"),
     ],
 )
 def test_unreadable_statements(text: str, fragment: str) -> None:
@@ -310,14 +315,14 @@ def test_registry_names_are_unique() -> None:
 # --- apd --check-config (exit codes, messages)
 
 
-def run_apd(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+def run_apd(*args: str, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "apd", *args],
         capture_output=True,
         text=True,
         cwd=str(ROOT),
         env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
-        timeout=60,
+        timeout=timeout,
     )
 
 
@@ -341,10 +346,224 @@ def test_check_config_unknown_name_warns_and_passes(tmp_path: Path, capsys) -> N
     assert f"{path}:2: unknown setting GREYLISTING_BLOCK_EXPIRY; did you mean GREYLISTING_BLOCK_EXPIRE?" in err
 
 
-def test_check_config_unknown_plugin_exits_78(tmp_path: Path, capsys) -> None:
-    path = write(tmp_path, "plugins = ['reject_null_sender', 'reject_evrything']\n")
+def test_check_config_unknown_plugin_exits_78_naming_file_and_line(tmp_path: Path, capsys) -> None:
+    path = write(tmp_path, "listen_port = 7777\nplugins = ['reject_null_sender', 'reject_evrything']\n")
     assert cli.main(["--check-config", "-c", str(path)]) == 78
-    assert "unknown check 'reject_evrything'" in capsys.readouterr().err
+    assert capsys.readouterr().err == f"apd: {path}:2: plugins: unknown check 'reject_evrything'\n"
+
+
+def test_origin_names_the_line_of_a_setting_until_it_is_replaced() -> None:
+    s = st.parse("listen_port = 7777\nplugins = []\nplugins += ['x']\n", "s.py")
+    assert (s.origin("listen_port"), s.origin("plugins"), s.origin("backend")) == ("s.py:1", "s.py:3", "s.py")
+    assert s.replace(listen_port=1).origin("listen_port") == "s.py"
+    assert s.replace(listen_port=1).origin("plugins") == "s.py:3"
+    assert st.defaults().origin("plugins") == "(built-in defaults)"
+
+
+# --- hostile or careless files: a file:line message (exit 78), never a traceback or exhausted memory
+
+TERMS = "1+" * 100_000 + "1"
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("x = 'a' * 99999999999999999999\n", "settings.py:1: x: value too large: more than 1048576 characters"),
+        ("x = 'ab' * 99999999999\n", "settings.py:1: x: value too large"),  # MemoryError before the bound
+        ("x = [0] * 99999999999\n", "settings.py:1: x: value too large"),
+        ("x = 99999999999 * [0]\n", "settings.py:1: x: value too large"),
+        ("x = '' * 99999999999999999999\n", "settings.py:1: x: value too large"),  # OverflowError even when empty
+        ("x = [[0] * 1000] * 2000\n", "settings.py:1: x: value too large"),  # nested items count
+        ("x = 'a' * 600000\ny = x + x\n", "settings.py:2: y: value too large"),
+        ("x = 'a' * 600000\nplugins = [x, x]\n", "settings.py:2: plugins: value too large"),
+        ("x = 'a' * 1000000\ny = []\ny.extend(x)\ny.extend(x)\n", "settings.py:4: y: value too large"),
+        ("x = 0x" + "f" * 300 + "\n", "settings.py:1: x: number too large: more than 1024 bits"),
+        (
+            "x = 99999999999999999999 * 99999999999999999999" + " * 99999999999999999999" * 60 + "\n",
+            "settings.py:1: x: number too large",
+        ),
+        ("x = [" + "1+" * 150 + "1]\n", "settings.py:1: x: expression nested more than 100 levels deep"),
+        ("listen_port = 7777\n\nx = " + TERMS + "\n", "settings.py:3: x: expression too long or nested too deeply"),
+        ("x = [" + "-" * 100_000 + "1]\n", "settings.py:1: x: expression too long or nested too deeply"),
+        ("plugins.append()\n", "settings.py:1: plugins: append() takes one value"),
+        ("x = 1.5 * 0x" + "f" * 256 + "\n", "settings.py:1: x: cannot evaluate: int too large to convert to float"),
+    ],
+)
+def test_oversized_values_are_refused_before_they_are_built(text: str, message: str) -> None:
+    got = problems(text)
+    assert len(got) == 1 and got[0].startswith(message), got
+
+
+def test_total_size_built_by_one_file_is_bounded() -> None:
+    text = "".join(f"x{i} = 'a' * 1000000\n" for i in range(20))
+    got = problems(text)
+    assert got[0] == "settings.py:17: x16: the file builds more than 16777216 characters or items in all"
+    assert len(got) == 4  # x16 to x19
+
+
+@pytest.mark.parametrize("start, statement", [("[]", "y.append(x)"), ("{}", "y['k'] = x"), ("[]", "y.extend([x])")])
+def test_what_goes_into_a_container_counts_towards_the_total(start: str, statement: str) -> None:
+    got = problems(f"x = 'a' * 1000000\ny = {start}\n" + f"{statement}\n" * 20)
+    assert got[0] == "settings.py:18: y: the file builds more than 16777216 characters or items in all", got
+
+
+def test_ten_thousand_appends_load_quickly() -> None:
+    started = time.monotonic()
+    s = st.parse(
+        "MYNETWORKS = []\n" + "".join(f"MYNETWORKS.append('10.{i // 256}.{i % 256}.1')\n" for i in range(10_000))
+    )
+    assert len(s.MYNETWORKS) == 10_000 and s.warnings == ()
+    assert time.monotonic() - started < 10
+
+
+def test_a_long_value_is_cut_short_in_the_message() -> None:
+    (problem,) = problems("listen_port = 'x' * 100000\n")
+    assert problem.startswith("settings.py:1: listen_port = 'xxxx") and problem.endswith(
+        "...: expected a TCP port number (1-65535), as int or string"
+    )
+    assert len(problem) < 400
+
+
+def test_a_file_over_one_mib_is_refused_unread(tmp_path: Path) -> None:
+    path = tmp_path / "big.py"
+    path.write_text("# padding\n" * 110_000)
+    with pytest.raises(st.ConfigError) as err:
+        st.load(str(path))
+    assert err.value.problems == [f"{path}: settings file larger than 1048576 bytes"]
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("listen_address = ''", "listen_address = '': expected at least one IPv4 or IPv6 address"),
+        ("listen_address = ' , '", "listen_address = ' , ': expected at least one IPv4 or IPv6 address"),
+        (
+            "listen_address = '127.0.0.1, localhost'",
+            "listen_address = '127.0.0.1, localhost': expected IPv4 or IPv6 addresses separated by commas or"
+            " spaces; 'localhost' is not one",
+        ),
+        ("listen_address = '999.0.0.1'", "listen_address = '999.0.0.1': expected IPv4 or IPv6 addresses"),
+        (
+            "SQL_QUERY_TIMEOUT = 'nan'",
+            "SQL_QUERY_TIMEOUT = 'nan': expected a number of seconds > 0 and at most 1000000",
+        ),
+        ("SQL_QUERY_TIMEOUT = 'inf'", "SQL_QUERY_TIMEOUT = 'inf': expected a number of seconds > 0 and at most"),
+        ("LDAP_TIMEOUT = 'NaN'", "LDAP_TIMEOUT = 'NaN': expected a number of seconds > 0"),
+        ("DNS_QUERY_TIMEOUT = 1e999", "DNS_QUERY_TIMEOUT = inf: expected a number of seconds > 0"),
+        ("REQUEST_TIMEOUT = -1e999", "REQUEST_TIMEOUT = -inf: expected a number of seconds > 0"),
+        ("SPF_TIME_BUDGET = 1e300", "SPF_TIME_BUDGET = 1e+300: expected a number of seconds > 0 and at most 1000000"),
+        ("SPF_TIME_BUDGET = 0x" + "f" * 256, "SPF_TIME_BUDGET = 1797"),  # too large for a float
+    ],
+)
+def test_listen_address_and_numbers(line: str, message: str) -> None:
+    (problem,) = problems(f"\n{line}\n")
+    assert problem.startswith(f"settings.py:2: {message}"), problem
+
+
+@pytest.mark.parametrize("value", ["127.0.0.1", "127.0.0.1, ::1", "[::1]", "0.0.0.0 ::", "192.0.2.1,[2001:db8::1]"])
+def test_listen_address_accepts_what_the_server_binds(value: str) -> None:
+    assert st.parse(f"listen_address = {value!r}\n").listen_address == value
+
+
+def test_replace_refuses_nan_too() -> None:
+    with pytest.raises(st.ConfigError) as err:
+        st.defaults().replace(SQL_QUERY_TIMEOUT=float("nan"))
+    assert err.value.problems == ["SQL_QUERY_TIMEOUT = nan: expected a number of seconds > 0 and at most 1000000"]
+
+
+@pytest.mark.parametrize(
+    "text, line",
+    [
+        ("x = 'a' * 99999999999999999999\n", "x: value too large"),
+        ("listen_port = 7777\nx = " + TERMS + "\n", "2: x: expression too long or nested too deeply"),
+        ("listen_address = ''\n", "1: listen_address = '': expected at least one IPv4 or IPv6 address"),
+        ("SQL_QUERY_TIMEOUT = 'nan'\n", "1: SQL_QUERY_TIMEOUT = 'nan': expected a number of seconds"),
+    ],
+)
+def test_check_config_exits_78_with_the_problem(tmp_path: Path, capsys, text: str, line: str) -> None:
+    path = write(tmp_path, text)
+    assert cli.main(["--check-config", "-c", str(path)]) == 78
+    err = capsys.readouterr().err
+    assert err.startswith(f"apd: {path}:") and line in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize(
+    "mode, text, message",
+    [
+        (
+            ["--check-config"],
+            "x = " + TERMS + "\n",
+            "1: x: expression too long or nested too deeply to read (at most 100 levels)",
+        ),
+        ([], "x = " + TERMS + "\n", "1: x: expression too long or nested too deeply to read (at most 100 levels)"),
+        (
+            [],
+            "listen_address = ' , '\n",
+            "1: listen_address = ' , ': expected at least one IPv4 or IPv6 address, e.g. '127.0.0.1' or"
+            " '127.0.0.1, ::1'",
+        ),
+        (
+            [],
+            "SQL_QUERY_TIMEOUT = 'inf'\n",
+            "1: SQL_QUERY_TIMEOUT = 'inf': expected a number of seconds > 0 and at most 1000000",
+        ),
+    ],
+)
+def test_apd_process_exits_78_with_one_line(tmp_path: Path, mode: list[str], text: str, message: str) -> None:
+    """Also `apd -c FILE` itself: before these checks, '' listened on nothing and 'inf' ran."""
+    path = write(tmp_path, text)
+    result = run_apd(*mode, "-c", str(path), "--log-to", "stderr", timeout=20)
+    assert (result.returncode, result.stderr) == (78, f"apd: {path}:{message}\n")
+
+
+@pytest.mark.parametrize(
+    "entry, all_wildcards, warning",
+    [
+        ("192.0.2.1", False, None),
+        ("2001:db8::1", False, None),
+        ("192.0.2.0/24", False, None),
+        ("192.0.2.*", False, None),
+        ("192.0.*.4", False, None),
+        ("192.0.*.*", True, None),
+        ("*.*.*.4", True, None),
+        (
+            "172.16.*.*",
+            False,
+            "is tried only with ENABLE_ALL_WILDCARD_IP = True and is ignored (as iRedAPD does); perhaps you mean"
+            " '172.16.0.0/16'",
+        ),
+        ("*.*.*.4", False, "is tried only with ENABLE_ALL_WILDCARD_IP = True and is ignored (as iRedAPD does)"),
+        ("1.*.3.*", True, "is a wildcard form never tried and is ignored (as iRedAPD does)"),
+        ("999.1.1.*", True, "is not an IP address, wildcard IPv4 (192.0.2.*) or CIDR network and is ignored"),
+        ("***.1.1.1", True, "is not an IP address, wildcard IPv4 (192.0.2.*) or CIDR network and is ignored"),
+        ("mail.example.com", False, "is not an IP address, wildcard IPv4 (192.0.2.*) or CIDR network and is ignored"),
+        (" 192.0.2.1", False, "is not an IP address, wildcard IPv4 (192.0.2.*) or CIDR network and is ignored"),
+        (
+            "2001:DB8::1",
+            False,
+            "never equals a client address as Postfix writes it and is ignored; perhaps you mean '2001:db8::1'",
+        ),
+        ("x/y", False, "is not a network and is ignored"),
+    ],
+)
+def test_mynetworks_entries_never_matched_are_named(entry: str, all_wildcards: bool, warning: str | None) -> None:
+    got = st.network_warnings([entry], all_wildcards)
+    if warning is None:
+        assert got == []
+    else:
+        (message,) = got
+        assert message.startswith(f"MYNETWORKS entry {entry!r} {warning}"), message
+
+
+def test_mynetworks_warnings_follow_enable_all_wildcard_ip() -> None:
+    text = "MYNETWORKS = ['192.168.*.*', 'bogus']\nENABLE_ALL_WILDCARD_IP = {}\n"
+    assert [w.split(" is ")[0] for w in st.parse(text.format(False), "s.py").warnings] == [
+        "s.py:1: MYNETWORKS entry '192.168.*.*'",
+        "s.py:1: MYNETWORKS entry 'bogus'",
+    ]
+    assert [w.split(" is ")[0] for w in st.parse(text.format(True), "s.py").warnings] == [
+        "s.py:1: MYNETWORKS entry 'bogus'"
+    ]
 
 
 # --- the generated sample
