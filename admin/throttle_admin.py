@@ -21,8 +21,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping, NoReturn, Sequence
 
-from admin.common import EXIT_ERROR, EXIT_OK, EXIT_USAGE, add_config_option, load_settings, open_tool_store
-from apd.address import classify, domain_of, is_email, is_ipv4, is_strict_ip, wildcard_ipv4
+from admin.common import (
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_USAGE,
+    add_config_option,
+    load_settings,
+    open_tool_store,
+    undecodable_argument,
+)
+from apd.address import classify_strict, domain_of, is_email, is_ipv4, is_strict_ip, wildcard_ipv4
 from apd.errors import StoreError
 from apd.store.counters import TrackingRow
 from apd.store.throttle_settings import LIMITS, ThrottleSettings
@@ -189,7 +197,7 @@ def throttle_account(text: str) -> str:
     """The account as stored (lowercase; an IP address or network in its canonical form), or
     UsageError saying what is wrong and, where it can, what to write instead."""
     value = text.strip().lower()
-    kind = classify(value)
+    kind = classify_strict(value)  # anchored, every label and octet checked (not the check's prefix match)
     if kind == "ip":
         return str(ipaddress.ip_address(value))
     if kind == "cidr_network":
@@ -206,6 +214,8 @@ def throttle_account(text: str) -> str:
         except ValueError:
             raise UsageError(f'invalid network "{value}": expected a network such as 192.0.2.0/24') from None
         raise UsageError(f'non-null host address bits in "{value}", perhaps you should use "{network}" instead')
+    if re.fullmatch(r"[0-9*]+(\.[0-9*]+){3}", value):
+        raise UsageError(f'invalid IP address "{value}": each octet is 0-255 or * (192.0.2.*)')
     if value.startswith("@") and not value.startswith("@.") and re.fullmatch(r"@[a-z0-9\-]{2,25}", value):
         raise UsageError(f'invalid account "{value}": perhaps you should use "@.{value[1:]}" (a top-level domain)')
     raise UsageError(f'invalid account "{value}": expected {FORMS}')
@@ -406,6 +416,10 @@ def _main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE, end="")
         return EXIT_OK
+    undecodable = undecodable_argument(argv)
+    if undecodable is not None:
+        print(f"<<< ERROR >>> Argument is not valid UTF-8: {undecodable}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         command = parse(argv)
     except UsageError as exc:

@@ -145,6 +145,7 @@ def classify(value: str) -> str | None:
 
 _OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _LABEL_RE = re.compile(r"[^\W_](?:[^\W_]|-){0,62}(?<!-)")  # letters or digits, inner hyphens
+_DNS_LABEL_RE = re.compile(r"\w[\w-]{0,62}(?<!-)")  # the same, and "_" (_spf.example.com)
 _LOCAL_PART_RE = re.compile(r"[\w\-\#][\w\-\.\+\=\/\&\#]{0,63}")  # iRedAPD's characters
 _WILDCARD_LOCAL_RE = re.compile(r"[\w\-][\w\-\.\+\=]{0,63}")
 _WILDCARD_OCTET_RE = re.compile(rf"\*|{_OCTET}")
@@ -160,6 +161,18 @@ def is_valid_domain(value: str) -> bool:
         len(value) <= 253
         and len(labels) >= 2
         and all(_LABEL_RE.fullmatch(label) for label in labels)
+        and not labels[-1].isdigit()
+    )
+
+
+def is_dns_name(value: str) -> bool:
+    """``is_valid_domain`` that also allows '_' in labels: names looked up in DNS, such as the
+    ``_spf.example.com`` an SPF record includes."""
+    labels = value.split(".")
+    return (
+        len(value) <= 253
+        and len(labels) >= 2
+        and all(_DNS_LABEL_RE.fullmatch(label) for label in labels)
         and not labels[-1].isdigit()
     )
 

@@ -14,6 +14,7 @@ from admin.spf_to_greylist_whitelists import parse_args, valid_domains
         (["nodot", "bad_domain!", "", "x.y"], [], ["nodot", "bad_domain!", "", "x.y"]),
         (["_spf.google.com"], ["_spf.google.com"], []),
         (["@example.com", "192.0.2.1"], [], ["@example.com", "192.0.2.1"]),
+        (["example.com>", "a.com;drop", "-a.com", "a..com"], [], ["example.com>", "a.com;drop", "-a.com", "a..com"]),
     ],
 )
 def test_valid_domains(names, valid, invalid):

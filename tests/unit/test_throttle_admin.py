@@ -124,6 +124,12 @@ def test_accounts_stored_as_the_check_looks_them_up(text, stored):
         ("*.2.*.4", 'the throttle check never matches "*.2.*.4"'),
         ("user", 'invalid account "user": expected user@domain.com'),
         ("@", 'invalid account "@"'),
+        ("300.300.300.300", 'invalid IP address "300.300.300.300"'),
+        ("***.1.1.1", 'invalid IP address "***.1.1.1"'),
+        ("@.bad_domain!", 'invalid account "@.bad_domain!"'),
+        ("user@example.com>", 'invalid account "user@example.com>"'),
+        ("a@b.com;drop", 'invalid account "a@b.com;drop"'),
+        ("@exa_mple.com", 'invalid account "@exa_mple.com"'),
     ],
 )
 def test_invalid_accounts(text, message):
@@ -215,3 +221,10 @@ def test_show_windows_and_unknown_clients():
 def test_no_arguments_print_the_usage(capsys):
     assert tool.main([]) == 0
     assert capsys.readouterr().out == tool.USAGE
+
+
+def test_a_non_utf8_argument_is_refused_without_a_traceback(capsys):
+    assert tool.main(["--add", "--account", "caf\udce9@example.com", "--kind", "outbound"]) == 2
+    err = capsys.readouterr().err
+    assert "Argument is not valid UTF-8: caf\\xe9@example.com" in err
+    assert "Traceback" not in err
