@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from admin.common import EXIT_ERROR, EXIT_OK, add_config_option, load_settings, open_tool_store
-from apd.address import is_dns_name, is_domain
+from apd.address import is_domain, is_valid_domain
 from apd.errors import DuplicateKey, StoreError
 from apd.spf import Seen, SpfEvaluator, SpfResult
 
@@ -43,7 +43,7 @@ def valid_domains(names: Sequence[str]) -> tuple[list[str], list[str]]:
     invalid: list[str] = []
     for name in names:
         domain = name.strip().lower()
-        if not (is_domain(domain) and is_dns_name(domain)):  # iRedAPD's test, anchored
+        if not (is_domain(domain) and is_valid_domain(domain, underscore=True)):  # iRedAPD's test, anchored
             invalid.append(name)
         elif domain not in valid:
             valid.append(domain)

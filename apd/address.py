@@ -153,26 +153,16 @@ _WILDCARD_OCTET_RE = re.compile(rf"\*|{_OCTET}")
 LOCAL_ACCOUNT_TYPES = frozenset({"email", "domain", "subdomain", "top_level_domain", "catchall"})
 
 
-def is_valid_domain(value: str) -> bool:
+def is_valid_domain(value: str, underscore: bool = False) -> bool:
     """A domain name: two or more labels of letters, digits and inner hyphens (up to 63 each,
-    253 in all), the last not all digits. No trailing dot, no '_'."""
+    253 in all), the last not all digits. No trailing dot; '_' only with ``underscore`` (names
+    looked up in DNS, such as the ``_spf.example.com`` an SPF record includes)."""
     labels = value.split(".")
+    label_re = _DNS_LABEL_RE if underscore else _LABEL_RE
     return (
         len(value) <= 253
         and len(labels) >= 2
-        and all(_LABEL_RE.fullmatch(label) for label in labels)
-        and not labels[-1].isdigit()
-    )
-
-
-def is_dns_name(value: str) -> bool:
-    """``is_valid_domain`` that also allows '_' in labels: names looked up in DNS, such as the
-    ``_spf.example.com`` an SPF record includes."""
-    labels = value.split(".")
-    return (
-        len(value) <= 253
-        and len(labels) >= 2
-        and all(_DNS_LABEL_RE.fullmatch(label) for label in labels)
+        and all(label_re.fullmatch(label) for label in labels)
         and not labels[-1].isdigit()
     )
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any, ClassVar
 
 from apd.context import RequestContext
 from apd.protocol import PolicyRequest
+
+SQL_BACKENDS = frozenset({"sqlite", "mysql", "pgsql"})
 
 
 class Check:
@@ -18,10 +21,19 @@ class Check:
 
     name: ClassVar[str] = ""
     states: ClassVar[frozenset[str]] = frozenset({"RCPT"})
+    # The account backends whose tables or entries the check reads (the sql_* and ldap_* checks).
+    # Elsewhere it says so once and answers nothing (iRedAPD fails on every request instead).
+    backends: ClassVar[frozenset[str] | None] = None
 
     def __init__(self, settings: Any, store: Any):
         self.settings = settings
         self.store = store
+        self.applies = self.backends is None or settings.backend in self.backends
+        if not self.applies:
+            needed = "an SQL backend" if self.backends == SQL_BACKENDS else " or ".join(sorted(self.backends or ()))
+            logging.getLogger(type(self).__module__).warning(
+                "check %s needs %s (backend is %r); it answers DUNNO", self.name, needed, settings.backend
+            )
 
     def check(self, request: PolicyRequest, ctx: RequestContext) -> str | None:
         raise NotImplementedError

@@ -32,14 +32,12 @@ def first_value(entry: dict[str, list[str]], name: str) -> str | None:
 
 class LdapForceChangePassword(Check):
     name = "ldap_force_change_password"
+    backends = frozenset({"ldap"})
     states = frozenset({"RCPT"})
 
     def __init__(self, settings: Any, store: Any):
         super().__init__(settings, store)
         self.rules = PasswordRules.from_settings(settings)
-        self.applies = settings.backend == "ldap"
-        if not self.applies:
-            log.warning("check %s needs backend 'ldap' (backend is %r); it answers DUNNO", self.name, settings.backend)
 
     def check(self, request, ctx):
         login = request.sasl_username

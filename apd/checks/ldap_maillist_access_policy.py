@@ -61,13 +61,7 @@ def lowered(entry: dict[str, list[str]], *names: str) -> set[str]:
 
 class LdapMaillistAccessPolicy(Check):
     name = "ldap_maillist_access_policy"
-
-    def __init__(self, settings, store):
-        super().__init__(settings, store)
-        # iRedAPD fails (DUNNO) on every request when the accounts are elsewhere: say so once.
-        self.applies = settings.backend == "ldap"
-        if not self.applies:
-            log.warning("check %s needs backend 'ldap' (backend is %r); it answers DUNNO", self.name, settings.backend)
+    backends = frozenset({"ldap"})
 
     def check(self, request, ctx):
         if not self.applies:

@@ -11,20 +11,14 @@ import logging
 
 from apd import replies
 from apd.access_policy import PUBLIC, alias_policy_allows, listed_for, resolve
-from apd.checks.base import Check
+from apd.checks.base import SQL_BACKENDS, Check
 
 log = logging.getLogger(__name__)
 
 
 class SqlAliasAccessPolicy(Check):
     name = "sql_alias_access_policy"
-
-    def __init__(self, settings, store):
-        super().__init__(settings, store)
-        # iRedAPD fails (DUNNO) on every request when the accounts are elsewhere: say so once.
-        self.applies = settings.backend != "ldap"
-        if not self.applies:
-            log.warning("check %s needs an SQL backend (backend is %r); it answers DUNNO", self.name, settings.backend)
+    backends = SQL_BACKENDS
 
     def check(self, request, ctx):
         if not self.applies or not request.recipient:

@@ -12,7 +12,7 @@ import datetime
 import logging
 from typing import Any
 
-from apd.checks.base import Check
+from apd.checks.base import SQL_BACKENDS, Check
 from apd.password_age import PasswordRules, never_expires, sql_expired, sql_last_change
 
 log = logging.getLogger(__name__)
@@ -22,15 +22,12 @@ NOT_LOCAL = "DUNNO Not a local user"
 
 class SqlForceChangePassword(Check):
     name = "sql_force_change_password"
+    backends = SQL_BACKENDS
     states = frozenset({"RCPT"})
 
     def __init__(self, settings: Any, store: Any):
         super().__init__(settings, store)
         self.rules = PasswordRules.from_settings(settings)
-        # iRedAPD fails (DUNNO) on every request when the accounts are in LDAP: say so once.
-        self.applies = settings.backend != "ldap"
-        if not self.applies:
-            log.warning("check %s needs an SQL backend (backend is %r); it answers DUNNO", self.name, settings.backend)
 
     def check(self, request, ctx):
         if not self.applies:

@@ -12,20 +12,14 @@ import logging
 
 from apd import replies
 from apd.access_policy import listed_for, ml_accounts, ml_policy_allows, resolve
-from apd.checks.base import Check
+from apd.checks.base import SQL_BACKENDS, Check
 
 log = logging.getLogger(__name__)
 
 
 class SqlMlAccessPolicy(Check):
     name = "sql_ml_access_policy"
-
-    def __init__(self, settings, store):
-        super().__init__(settings, store)
-        # iRedAPD fails (DUNNO) on every request when the accounts are elsewhere: say so once.
-        self.applies = settings.backend != "ldap"
-        if not self.applies:
-            log.warning("check %s needs an SQL backend (backend is %r); it answers DUNNO", self.name, settings.backend)
+    backends = SQL_BACKENDS
 
     def check(self, request, ctx):
         if not self.applies or not request.recipient:

@@ -23,17 +23,8 @@ NULL_SENDER = {"sender": "", "sasl_username": "u@example.com"}  # reject_null_se
 
 
 @pytest.fixture
-def apd(tmp_path):
-    started: list[ApdProcess] = []
-
-    def start(**settings) -> ApdProcess:
-        proc = ApdProcess(tmp_path / f"apd{len(started)}", **settings)
-        started.append(proc)
-        return proc.start()
-
-    yield start
-    for proc in started:
-        proc.stop()
+def apd(apd_factory):
+    return apd_factory
 
 
 @pytest.fixture
