@@ -28,7 +28,11 @@ COUNTERS = (
     *ROWS_READ,
 )
 STATUS_SQL = "SHOW GLOBAL STATUS WHERE Variable_name IN ({})".format(", ".join(f"'{c}'" for c in COUNTERS))
-OWN_STATEMENTS = {"Questions": 1}  # what one reading of the counters adds to them itself
+# PostgreSQL counts no statements: with apd's autocommit connections each statement outside an
+# explicit transaction is one transaction (a BEGIN ... COMMIT block counts once).
+PG_COUNTERS = ("xact_commit", "xact_rollback", "tup_returned", "tup_fetched")
+PG_STATUS_SQL = "SELECT {} FROM pg_stat_database".format(", ".join(f"SUM({c})" for c in PG_COUNTERS))
+OWN_STATEMENTS = {"Questions": 1, "xact_commit": 1}  # what one reading of the counters adds to them itself
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,18 @@ class MariaDBWatch:
             self._conn = None
 
 
+class PostgresWatch(MariaDBWatch):
+    """The same for a PostgreSQL test server (tests/helpers/postgres.py): the postmaster and its
+    backends' CPU time, pg_stat_database's totals (updated by each backend within a second)."""
+
+    def counters(self) -> dict[str, int]:
+        if self._conn is None:
+            self._conn = self.server._root()
+        with self._conn.cursor() as cur:
+            cur.execute(PG_STATUS_SQL)
+            return {name: int(value or 0) for name, value in zip(PG_COUNTERS, cur.fetchone())}
+
+
 def per_request(before: Snapshot, after: Snapshot, requests: int) -> dict[str, float]:
     """The database's CPU microseconds (``db_us``) and each counter per request between two
     snapshots; the probe's own statements are not counted. Empty without database figures."""
@@ -89,6 +105,9 @@ def format_per_request(figures: dict[str, float]) -> str:
     line = f"db cpu {figures['db_us']:.0f} us/req"
     if "Questions" in figures:
         line += f", {figures['Questions']:.2f} statements (= round trips)/req: {kinds or 'none'}"
+    if "xact_commit" in figures:
+        line += f", {figures['xact_commit']:.2f} transactions (autocommit statements)/req"
+        line += f"; rows returned + fetched {figures['tup_returned'] + figures['tup_fetched']:.1f}/req"
     if all(name in figures for name in ROWS_READ):
         line += f"; rows and index entries read (Handler_read_*) {sum(figures[n] for n in ROWS_READ):.1f}/req"
     return line

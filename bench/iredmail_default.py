@@ -7,7 +7,7 @@ Accounts (vmail): local domains ``forged.test`` (its SPF lists 192.0.2.150), ``l
 address for 50 of them; alias accounts ``all@`` (policy domain), ``staff@`` (membersonly, 20
 members) and ``sales@`` (public); mailing lists ``news@`` (moderatorsonly) and ``team@``
 (membersonly, 10 members). iredapd: greylisting enabled globally (``@.``) and disabled for one
-user, whitelisted networks and SPF-derived rows, wblist_rdns rows, throttle limits (global
+user, whitelisted networks and 1,000 SPF-derived rows, wblist_rdns rows, throttle limits (global
 outbound/inbound, one domain, a few users). amavisd: 10,000 wblist rows of local users plus a
 few that the mix hits (a whitelisted sender, a blacklisted network).
 
@@ -24,13 +24,14 @@ import contextlib
 from pathlib import Path
 from typing import Any, Iterator
 
-from bench.database import DATABASE_KEY, MariaDBWatch
+from bench.database import DATABASE_KEY, MariaDBWatch, PostgresWatch
 
 Rows = list[tuple[Any, ...]]
 LOCAL = {"local1.test": 200, "local2.test": 100, "forged.test": 50}  # domain -> mailboxes
 ALIAS_USERS = 50  # local1.test users u0..u49 have the alias address a<N>@local1.test
 STAFF, TEAM = 20, 10  # members of staff@local1.test (alias) and team@local2.test (list)
 WBLIST_FILL = 10_000
+SPF_ROWS = 1_000  # greylisting_whitelist_domain_spf, as filled by spf_to_greylist_whitelists
 
 # External sender domains answered by the dnsmasq zone (tests/helpers/dnsmasq.py), with a
 # client address inside (True) or outside (False) their SPF.
@@ -82,7 +83,7 @@ def vmail_rows() -> dict[str, Rows]:
 def iredapd_rows() -> dict[str, Rows]:
     greylisting: Rows = [("@.", 0, "@.", 0, 1), ("u7@local1.test", 100, "@.", 0, 0)]
     whitelists: Rows = [("@.", "203.0.113.0/25", "bulk sender"), ("@.", "@mx.spf.test", "")]
-    spf_rows: Rows = [("@.", f"198.51.{n}.0/24", "AUTO-UPDATE: big.test") for n in range(40)]
+    spf_rows: Rows = [("@.", f"100.{64 + n // 256}.{n % 256}.0/24", "AUTO-UPDATE: big.test") for n in range(SPF_ROWS)]
     rdns: Rows = [(".dynamic.isp.test", "B"), (".dsl.isp.test", "B"), ("mail.trusted.test", "W")]
     rdns += [(f".pool{n}.isp.test", "B") for n in range(20)]
     throttle: Rows = [
@@ -239,14 +240,16 @@ MIX = build_mix()
 # --- the environment --------------------------------------------------------------------------
 
 
-def fill_mariadb(server: Any) -> None:
+def fill(server: Any) -> None:
+    """Insert the rows as the database's superuser (MariaDB or PostgreSQL test server)."""
+    analyze = "ANALYZE TABLE" if server.backend == "mysql" else "ANALYZE"
     for database, rows in (("vmail", vmail_rows()), ("iredapd", iredapd_rows()), ("amavisd", amavisd_rows())):
         conn = server._root(server.db_name("iredmail", database))
         try:
             with conn.cursor() as cur:
                 for table, values in rows.items():
                     cur.executemany(insert_sql(table), values)
-                cur.execute(f"ANALYZE TABLE {', '.join(rows)}")
+                cur.execute(f"{analyze} {', '.join(rows)}")
         finally:
             conn.close()
 
@@ -266,18 +269,30 @@ def dns_server(workdir: Path) -> Iterator[Any]:
 
 
 @contextlib.contextmanager
-def mariadb_environment(workdir: Path) -> Iterator[dict[str, Any]]:
-    """A MariaDB of its own on iRedMail's schemas, filled, and a dnsmasq; yields apd's settings
-    and, under ``DATABASE_KEY``, the watch the bench reads the server's CPU and counters from."""
-    from tests.helpers.mariadb import remove_mariadb, start_mariadb
+def sql_environment(kind: str, workdir: Path) -> Iterator[dict[str, Any]]:
+    """A MariaDB (``kind`` 'mysql') or PostgreSQL of its own on iRedMail's schemas, filled, and a
+    dnsmasq; yields apd's settings and, under ``DATABASE_KEY``, the watch the bench reads the
+    server's CPU time and counters from."""
+    if kind == "mysql":
+        from tests.helpers.mariadb import remove_mariadb as remove
+        from tests.helpers.mariadb import start_mariadb as start
+    else:
+        from tests.helpers.postgres import remove_postgres as remove
+        from tests.helpers.postgres import start_postgres as start
 
     with dns_server(workdir) as dns:
-        server = start_mariadb()
+        server = start()
         try:
             if "iredmail" not in server.schemas:
-                raise RuntimeError("iredmail-default-mariadb needs iRedMail's schemas in ../shared/iredmail")
-            fill_mariadb(server)
+                raise RuntimeError("the iredmail-default scenarios need iRedMail's schemas in ../shared/iredmail")
+            fill(server)
             settings = server.apd_settings("iredmail", DNS_NAMESERVERS=[dns.nameserver])
-            yield {**settings, DATABASE_KEY: MariaDBWatch(server)}
+            watch = MariaDBWatch(server) if kind == "mysql" else PostgresWatch(server)
+            yield {**settings, DATABASE_KEY: watch}
         finally:
-            remove_mariadb(server)
+            remove(server)
+
+
+def environment(kind: str) -> Any:
+    """The ``Scenario.environment`` factory: workdir -> context manager yielding apd settings."""
+    return lambda workdir: sql_environment(kind, workdir)

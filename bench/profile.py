@@ -81,11 +81,18 @@ def shape(sql: str) -> str:
 
 
 def profile(
-    settings: dict[str, Any], mix: Sequence[dict[str, str]], rounds: int = 3, server_work: bool = True
+    settings: dict[str, Any],
+    mix: Sequence[dict[str, str]],
+    rounds: int = 3,
+    server_work: bool = True,
+    settle: float = 0.0,
 ) -> list[CheckCost]:
     """Replay ``mix`` ``rounds`` times through the checks of ``settings``; cost per check (on
     MariaDB with ``server_work`` also its CPU time and the rows read, which costs two more
-    statements per check)."""
+    statements per check). With ``settle`` the mix is first replayed once, uncounted, and the
+    replay waits that long: caches filled (SPF answers), change windows closed (a worker's
+    list caches watch recent rows for LATE_COMMIT_SECONDS after loading them), as in a worker
+    that has been running for a while."""
     from apd import checks as registry
     from apd.context import RequestContext
     from apd.policy import Policy, ends_chain
@@ -106,6 +113,10 @@ def profile(
     costs[SESSIONS] = CheckCost(SESSIONS)
     requests = [PolicyRequest.build(attrs) for attrs in mix]
     try:
+        if settle:
+            for request in requests:
+                policy.decide(request)
+            time.sleep(settle)
         for _ in range(rounds):
             for request in requests:
                 ctx = RequestContext(request, store, policy.trusted)

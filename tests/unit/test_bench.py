@@ -195,3 +195,15 @@ def test_profile_counts_statements_per_check(tmp_path):
     assert costs[SESSIONS].statements["INSERT smtp_sessions"] == 8  # every END-OF-MESSAGE is logged
     text = format_profile(list(costs.values()), 8)
     assert "throttle" in text and "INSERT smtp_sessions 1.00" in text
+
+
+def test_postgresql_figures_are_transactions_and_rows():
+    from bench.database import Snapshot, format_per_request, per_request
+
+    before = Snapshot(1.0, 2.0, {"xact_commit": 10, "xact_rollback": 0, "tup_returned": 0, "tup_fetched": 0})
+    after = Snapshot(2.0, 2.1, {"xact_commit": 511, "xact_rollback": 0, "tup_returned": 900, "tup_fetched": 100})
+    text = format_per_request(per_request(before, after, 100))
+    assert text == (
+        "db cpu 1000 us/req, 5.00 transactions (autocommit statements)/req; rows returned + fetched 10.0/req"
+    )
+    assert by_label("iredmail-default-pgsql").mix == by_label("iredmail-default-mariadb").mix
