@@ -127,8 +127,11 @@ class Connection:
             if exc.errno in (errno.ECONNRESET, errno.EPIPE, errno.ETIMEDOUT):
                 return Drop.gone()
             return Drop("read error", str(exc))
-        if not data:
-            return Drop.gone()
+        if not data:  # the client is done sending; what it asked before still gets its replies
+            if not self.pending and not self.outbox:
+                return Drop.gone()
+            self.closing = Drop.gone()
+            return None
         reader = self.reader
         try:
             requests = reader.feed(data)

@@ -201,3 +201,24 @@ def test_a_flood_from_many_addresses_is_summed_up() -> None:
     drops.sweep(now=2.0)
     assert log.lines[-1] == "900 connections dropped from more than 100 addresses (not logged one by one)"
     assert drops.counts["protocol error"] == 1000
+
+
+def test_a_client_that_half_closes_still_gets_every_reply(pair) -> None:
+    ours, theirs = pair
+    conn = connection(ours)
+    theirs.sendall(REQUEST * 100)
+    theirs.shutdown(socket.SHUT_WR)
+    assert conn.receive(now=1.0) is None
+    assert conn.answer_pending(lambda request: "DUNNO", 1.0) is None  # one turn: 16 of 100 answered
+    assert conn.receive(now=1.0) is None  # the end of input, with 84 requests still to answer
+    assert not conn.wants_input()
+    received = b""
+    drop = None
+    theirs.settimeout(1)
+    while drop is None:
+        drop = conn.answer_pending(lambda request: "DUNNO", 1.0) if conn.can_answer() else conn.send(now=1.0)
+        if conn.outbox:
+            received += theirs.recv(65536)
+    received += theirs.recv(65536)
+    assert received == b"action=DUNNO\n\n" * 100
+    assert drop.quiet
