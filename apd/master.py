@@ -27,7 +27,7 @@ EX_BOOT_LOOP = 3  # workers keep dying right after start: halt instead of forkin
 FAST_DEATHS_LIMIT = 10
 FAST_DEATH_SECONDS = 2.0
 STOP_TIMEOUT = 15.0  # a stopping worker gets this long before SIGKILL
-ROLLBACK_WINDOW = 60.0  # workers dying at start this soon after a reload: back to the previous settings
+TRIAL_TIMEOUT = 15.0  # a reload builds the new checks once in a child before the workers do
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
 _PID = struct.Struct("=i")  # a worker reports readiness by writing its pid (atomic: < PIPE_BUF)
 
@@ -55,9 +55,8 @@ class Master:
     workers: dict[int, WorkerInfo] = field(default_factory=dict)
     signals: list[int] = field(default_factory=list)
     fast_deaths: int = 0
-    # After a reload: the previous (settings, planned), kept for ROLLBACK_WINDOW from reloaded_at.
+    # After a reload: the previous (settings, planned), started again if new workers keep dying.
     previous: tuple[Any, list[Any]] | None = None
-    reloaded_at: float = 0.0
     announced: bool = False  # READY=1 sent to systemd
 
     def run(self) -> int:
@@ -218,7 +217,7 @@ class Master:
             self.fast_deaths += 1
             if self.fast_deaths < FAST_DEATHS_LIMIT:
                 continue
-            if self.previous is not None and time.monotonic() - self.reloaded_at < ROLLBACK_WINDOW:
+            if self.previous is not None:
                 self._roll_back()
                 continue
             raise HaltServer("workers die right after starting; see the errors above", EX_BOOT_LOOP)
@@ -281,9 +280,13 @@ class Master:
         try:
             prepare_store(new)
         except Exception as exc:  # e.g. a new sqlite_db_path we may not create after dropping root
-            log.warning("reload: cannot prepare the store: %s", exc)
+            log.error("reload refused, keeping the running settings: cannot prepare the store: %s", exc)
+            return
+        failure = trial_build(new, planned)
+        if failure:  # the workers would keep their settings and every new worker would die
+            log.error("reload refused, keeping the running settings: the checks do not start: %s", failure)
+            return
         self.previous = (self.settings, self.planned)
-        self.reloaded_at = time.monotonic()
         self.settings, self.planned = new, planned
         self.reconfigure_logging(new)
         self.fast_deaths = 0
@@ -303,6 +306,52 @@ class Master:
         self.reconfigure_logging(settings)
         self.previous = None
         self.fast_deaths = 0
+
+
+def trial_build(settings: Any, planned: list[Any]) -> str | None:
+    """Build the store and the checks of ``settings`` once, in a child (nothing of it stays in
+    the master), as every worker is about to: why that fails, or None."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_fd)
+        code = 0
+        try:
+            from apd.store import open_store
+
+            store = open_store(settings)
+            for check in check_registry.instantiate(planned, settings, store):
+                check.close()
+            store.close()
+        except BaseException as exc:
+            os.write(write_fd, f"{type(exc).__name__}: {exc}".encode("utf-8", "replace")[:1000])
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    deadline = time.monotonic() + TRIAL_TIMEOUT
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            _kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            os.close(read_fd)
+            return f"building them took over {TRIAL_TIMEOUT:.0f} s"
+        time.sleep(0.02)
+    reason = _drain_blocking(read_fd)
+    os.close(read_fd)
+    if os.waitstatus_to_exitcode(status) == 0:
+        return None
+    return reason.decode("utf-8", "replace") or _describe_exit(os.waitstatus_to_exitcode(status))
+
+
+def _drain_blocking(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 4096):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def raise_open_files_limit() -> None:

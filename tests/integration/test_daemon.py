@@ -216,9 +216,17 @@ def test_sighup_whose_new_workers_cannot_start_rolls_back(apd, tmp_path) -> None
     workers = proc.worker_pids()
     proc.write_settings(plugins=["reject_null_sender", "custom_boom"])
     proc.signal(signal.SIGHUP)
-    proc.wait_for_log("reload failed", timeout=30)
+    proc.wait_for_log("reload refused, keeping the running settings: the checks do not start", timeout=30)
+    assert "RuntimeError: cannot start" in proc.log()
     assert proc.worker_pids() == workers
     assert ask(proc, sender="", sasl_username="u@example.com") == replies.REJECT_NULL_SENDER
+    # A worker started later gets the running settings too, not the refused ones (they killed
+    # every replacement and, after 10 fast deaths, halted apd).
+    os.kill(workers[0], signal.SIGKILL)
+    wait_until(lambda: len(proc.worker_pids()) == 1 and proc.worker_pids() != workers, what="a replacement")
+    time.sleep(1.0)
+    assert ask(proc, sender="", sasl_username="u@example.com") == replies.REJECT_NULL_SENDER
+    assert "exited (exit code" not in proc.log()
     assert proc.proc.poll() is None
 
 
