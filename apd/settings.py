@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from apd.address import is_valid_wildcard_ipv4, tried_wildcard
-from apd.settings_eval import MAX_DEPTH, MAX_FILE_SIZE, Evaluator, Unsupported, deep_statement
+from apd.settings_eval import MAX_DEPTH, MAX_FILE_SIZE, Evaluator, Exhausted, Unsupported, deep_statement
 
 EX_CONFIG = 78  # os.EX_CONFIG: systemd's RestartPreventExitStatus=78 stops a restart loop
 
@@ -676,6 +676,9 @@ def _read_assignments(text: str | bytes, path: str) -> tuple[dict[str, Any], dic
                 raw[name], lines[name] = evaluator.grown(container, item), stmt.lineno
                 continue
             raise Unsupported("unsupported statement; use NAME = value")
+        except Exhausted as exc:
+            problems.append(f"{where}{exc}; the rest of the file is not read")
+            break
         except Unsupported as exc:
             problems.append(f"{where}{exc}")
         except (TypeError, KeyError, ValueError, OverflowError) as exc:

@@ -35,6 +35,11 @@ class Unsupported(Exception):
     """Why a statement cannot be read; the caller adds the file, line and name."""
 
 
+class Exhausted(Unsupported):
+    """The whole file's budget is spent: reading stops here (each further statement would cost
+    as much again before failing)."""
+
+
 def too_large() -> Unsupported:
     return Unsupported(f"value too large: more than {MAX_VALUE_SIZE} characters or items")
 
@@ -142,9 +147,12 @@ class Evaluator:
 
     def _literal(self, container: Any) -> Any:
         """A container written in the file, whose items may be large values named in it."""
-        if measure(container) > MAX_VALUE_SIZE:
+        size = measure(container)
+        if size > MAX_VALUE_SIZE:
             raise too_large()
-        self._charge(len(container))
+        # Charged whole: measuring walks every nested item, so a file naming one large value
+        # again and again must run into the total bound, not into hours of measuring.
+        self._charge(size)
         return container
 
     def _charge(self, size: int) -> None:
@@ -152,7 +160,7 @@ class Evaluator:
             raise too_large()
         self._built += size
         if self._built > MAX_TOTAL_SIZE:
-            raise Unsupported(f"the file builds more than {MAX_TOTAL_SIZE} characters or items in all")
+            raise Exhausted(f"the file builds more than {MAX_TOTAL_SIZE} characters or items in all")
 
 
 def deep_statement(text: str | bytes) -> tuple[int, str]:
