@@ -68,6 +68,16 @@ def _nonneg_int(unit: str) -> Callable[[Any], int]:
     return convert
 
 
+MAX_DAYS = 36500  # a century: larger day counts overflow date arithmetic (timedelta) in the checks
+
+
+def _days(value: Any) -> int:
+    days = _nonneg_int("days")(value)
+    if days > MAX_DAYS:
+        raise ValueError(f"expected days as an integer from 0 to {MAX_DAYS}")
+    return days
+
+
 def _prefix_length(exact: int, longest: int | None = None) -> Callable[[Any], int]:
     """A network prefix length 0..``longest``, or ``exact`` (the whole address)."""
     longest = exact if longest is None else longest
@@ -373,7 +383,7 @@ REGISTRY: tuple[Setting, ...] = (
     _S("SYSLOG_PORT", _port, 514, "Port for remote syslog."),
     _S("SYSLOG_FACILITY", _choice(*_FACILITIES), "local5", "Syslog facility."),
     _S("LOG_SMTP_SESSIONS", _bool, True, "Write rows into smtp_sessions."),
-    _S("LOG_SMTP_SESSIONS_EXPIRE_DAYS", _nonneg_int("days"), 7, "Days smtp_sessions rows are kept."),
+    _S("LOG_SMTP_SESSIONS_EXPIRE_DAYS", _days, 7, "Days smtp_sessions rows are kept."),
     _S("LOG_SMTP_SESSIONS_BYPASS_DUNNO", _bool, False, "Do not log DUNNO answers."),
     _S("LOG_SMTP_SESSIONS_BYPASS_GREYLISTING", _bool, False, "Do not log greylisting answers."),
     _S("LOG_SMTP_SESSIONS_BYPASS_WHITELIST", _bool, False, "Do not log OK answers."),
@@ -395,7 +405,7 @@ REGISTRY: tuple[Setting, ...] = (
     _S("WBLIST_BYPASS_OUTGOING_EMAIL", _bool, False, "Skip outbound wblist for authenticated senders."),
     _S("WBLIST_DISCARD_INSTEAD_OF_REJECT", _bool, False, "DISCARD instead of REJECT for blacklists."),
     # password age
-    _S("CHANGE_PASSWORD_DAYS", _nonneg_int("days"), 90, "Maximum password age in days."),
+    _S("CHANGE_PASSWORD_DAYS", _days, 90, "Maximum password age in days."),
     _S(
         "CHANGE_PASSWORD_MESSAGE",
         _str,
@@ -422,8 +432,8 @@ REGISTRY: tuple[Setting, ...] = (
     _S("GREYLISTING_MESSAGE", _str, "Intentional policy rejection, please try again later", "451 text."),
     _S("GREYLISTING_TRAINING_MODE", _bool, False, "Track but never greylist."),
     _S("GREYLISTING_BLOCK_EXPIRE", _nonneg_int("minutes"), 15, "Minutes before a retry passes."),
-    _S("GREYLISTING_AUTH_TRIPLET_EXPIRE", _nonneg_int("days"), 30, "Days a passed client stays passed."),
-    _S("GREYLISTING_UNAUTH_TRIPLET_EXPIRE", _nonneg_int("days"), 1, "Days an unpassed triplet lives."),
+    _S("GREYLISTING_AUTH_TRIPLET_EXPIRE", _days, 30, "Days a passed client stays passed."),
+    _S("GREYLISTING_UNAUTH_TRIPLET_EXPIRE", _days, 1, "Days an unpassed triplet lives."),
     _S("GREYLISTING_BYPASS_SPF", _bool, True, "No greylisting for clients in the sender's SPF."),
     # outbound recipient whitelisting
     _S("WL_RCPT_FOR_GREYLISTING", _bool, True, "Whitelist outbound recipients for greylisting."),
@@ -437,7 +447,7 @@ REGISTRY: tuple[Setting, ...] = (
     _S("THROTTLE_BYPASS_SAME_DOMAIN", _bool, True, "No throttling when sender and recipient domain match."),
     # senderscore
     _S("SENDERSCORE_REJECT_SCORE", _int, 30, "Reject at or below this score."),
-    _S("SENDERSCORE_CACHE_DAYS", _nonneg_int("days"), 2, "Days cached scores are kept."),
+    _S("SENDERSCORE_CACHE_DAYS", _days, 2, "Days cached scores are kept."),
     # notification mail
     _S("CMD_SENDMAIL", _str, "/usr/sbin/sendmail", "sendmail command for notices."),
     _S("NOTIFICATION_RECIPIENTS", _str_list, ("root",), "Recipients of notices."),

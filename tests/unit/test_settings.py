@@ -618,3 +618,11 @@ def test_naming_one_large_value_again_and_again_is_bounded_too() -> None:
         st.parse(text, "settings.py")
     assert time.monotonic() - started < 5
     assert "characters or items in all" in str(raised.value)
+
+
+@pytest.mark.parametrize("name", ["CHANGE_PASSWORD_DAYS", "GREYLISTING_AUTH_TRIPLET_EXPIRE", "SENDERSCORE_CACHE_DAYS"])
+def test_day_counts_are_bounded_so_date_arithmetic_cannot_overflow(name: str) -> None:
+    with pytest.raises(st.ConfigError) as raised:
+        st.parse(f"{name} = 1000000000\n", "settings.py")
+    assert f"settings.py:1: {name} = 1000000000: expected days as an integer from 0 to 36500" in str(raised.value)
+    assert getattr(st.parse(f"{name} = 36500\n"), name) == 36500
