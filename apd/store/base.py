@@ -231,8 +231,15 @@ class Database:
             except StoreError:
                 self.close()
             raise
-        self._in_transaction = False
-        self.execute("COMMIT")
+        try:
+            # Still "in the transaction": one attempt. A COMMIT retried on a new connection would
+            # succeed with nothing to commit, and the caller would take lost writes as done.
+            self.execute("COMMIT")
+        except StoreError:
+            self.close()
+            raise
+        finally:
+            self._in_transaction = False
 
     def run_script(self, script: str) -> None:
         """Run DDL statements separated by ';' lines (used by ``apd --init-db``)."""

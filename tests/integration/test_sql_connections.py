@@ -379,3 +379,20 @@ def test_init_db_with_the_ldap_backend_creates_amavisd_and_iredapd_in_mysql(mari
     assert len(report) == 2 and "amavisd" in report[0] and "iredapd" in report[1], report
     assert mariadb_server.tables("ldapinit_vmail") == []
     assert len(mariadb_server.tables("ldapinit_iredapd")) == 11
+
+
+def test_a_commit_on_a_lost_connection_fails_instead_of_passing_on_a_new_one(server, kind):
+    """The connection dies inside a transaction: COMMIT must fail. Retried on a fresh connection
+    it 'succeeded' with nothing to commit, and the writes (throttle counters) were silently lost."""
+    server.truncate("apd")
+    store = open_store(server.settings("apd"))
+    db = store.iredapd
+    try:
+        with pytest.raises(StoreUnavailable):
+            with db.transaction():
+                db.execute("INSERT INTO throttle (account, period) VALUES ('lost-commit', 60)")
+                server.kill_connections("iredapd")
+        after_backoff()
+        assert db.query("SELECT account FROM throttle WHERE account = 'lost-commit'") == []
+    finally:
+        store.close()
