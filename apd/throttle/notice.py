@@ -220,14 +220,17 @@ class QuotaNotices:
     def quota_exceeded(self, event: QuotaEvent) -> bool:
         """Claim the notice of the event's window and, when this call won it, start sending it.
         Never raises and never waits for the mail system; True when a notice was started."""
-        try:
-            if not claim_notice(self.db, event.tid, event.tracking_account, event.now):
-                return False
-        except StoreError as exc:
-            self.failures.failed(f"claiming one failed: {exc}")
-            return False
+        # A sending slot first: a notice claimed without one would be gone for the whole window.
         if not self._slots.acquire(blocking=False):
             self.failures.failed(f"{MAX_IN_FLIGHT} notices are still waiting for the mail system")
+            return False
+        try:
+            claimed = claim_notice(self.db, event.tid, event.tracking_account, event.now)
+        except StoreError as exc:
+            self.failures.failed(f"claiming one failed: {exc}")
+            claimed = False
+        if not claimed:
+            self._slots.release()
             return False
         thread = threading.Thread(target=self._deliver, args=(event,), name="apd-quota-notice", daemon=True)
         with self._lock:

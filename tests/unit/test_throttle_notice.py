@@ -280,6 +280,10 @@ def test_in_flight_notices_are_bounded(store, caplog):
     assert "notices are still waiting for the mail system" in caplog.text
     sent.release.set()
     assert notices.drain() and len(sent.messages) == notice.MAX_IN_FLIGHT
+    # The refused one was not claimed: it goes out at the next rejection, not a window later.
+    last_tid = 10 + notice.MAX_IN_FLIGHT
+    assert notices.quota_exceeded(event(tid=last_tid, tracking_account="u@d.com"))
+    assert notices.drain() and len(sent.messages) == notice.MAX_IN_FLIGHT + 1
 
 
 def test_a_failing_claim_is_logged_and_answers_false(store, caplog):
