@@ -273,7 +273,7 @@ def test_in_flight_notices_are_bounded(store, caplog):
             "INSERT INTO throttle_tracking (tid, account, period, init_time) VALUES (%s, 'u@d.com', 60, %s)", (tid, T0)
         )
     started = [
-        notices.quota_exceeded(event(tid=tid, tracking_account="u@d.com"))
+        notices.quota_exceeded(event(tid=tid, tracking_account="u@d.com", now=T0 + 1))  # inside the window
         for tid in range(10, 10 + notice.MAX_IN_FLIGHT + 1)
     ]
     assert started == [True] * notice.MAX_IN_FLIGHT + [False]
@@ -282,7 +282,7 @@ def test_in_flight_notices_are_bounded(store, caplog):
     assert notices.drain() and len(sent.messages) == notice.MAX_IN_FLIGHT
     # The refused one was not claimed: it goes out at the next rejection, not a window later.
     last_tid = 10 + notice.MAX_IN_FLIGHT
-    assert notices.quota_exceeded(event(tid=last_tid, tracking_account="u@d.com"))
+    assert notices.quota_exceeded(event(tid=last_tid, tracking_account="u@d.com", now=T0 + 2))
     assert notices.drain() and len(sent.messages) == notice.MAX_IN_FLIGHT + 1
 
 
