@@ -14,6 +14,7 @@ import os
 import socket
 import sys
 import time
+from collections import deque
 from typing import Any, Callable, Protocol
 
 from apd.log_escape import escape_controls
@@ -255,7 +256,7 @@ class StreamWriter:
 
     def __init__(self, stream: Any) -> None:
         self.stream = stream
-        self.pending: list[str] = []
+        self.pending: deque[str] = deque()
         self.second = -1
         self.second_text = ""
 
@@ -273,10 +274,12 @@ class StreamWriter:
         return bool(self.pending)
 
     def flush(self) -> None:
-        if not self.pending:
+        pending = self.pending
+        if not pending:
             return
-        text = "".join(self.pending)
-        self.pending.clear()
+        # Taken line by line (deque operations are atomic): a quota-notice thread logging through
+        # the same handler flushes too, and a line written meanwhile must stay for the next flush.
+        text = "".join([pending.popleft() for _ in range(len(pending))])
         try:
             self.stream.write(text)
             self.stream.flush()

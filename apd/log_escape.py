@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import re
 
-_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f]")
+# C0, DEL, C1, and the Unicode line and paragraph separators (str.splitlines and some log
+# viewers break lines there too)
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _PRINTABLE_ASCII = bytes(range(0x20, 0x7F))
 
 
 def _hex(match: re.Match[str]) -> str:
-    return f"\\x{ord(match.group()):02x}"
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def escape_controls(text: str) -> str:

@@ -38,6 +38,7 @@ FORGED = "2026-01-01 00:00:00,000 INFO [192.0.2.1] RCPT, boss@example.com -> you
         ("c1\x85\x9f", "c1\\x85\\x9f"),
         ("müller €\u00a0ok", "müller €\u00a0ok"),  # printable non-ASCII (and NBSP) stays as it is
         ("ü\n", "ü\\x0a"),
+        ("line\u2028sep\u2029para", "line\\u2028sep\\u2029para"),  # str.splitlines breaks there
         ("", ""),
     ],
 )
@@ -250,3 +251,28 @@ def test_a_message_too_long_for_a_datagram_goes_to_stderr_alone(tmp_path, stderr
             handler.close()
     text = stderr.getvalue()
     assert "x" * 1_000_000 in text and "unreachable" not in text
+
+
+def test_a_line_written_while_another_thread_flushes_is_not_lost() -> None:
+    """The notice thread logs (and so flushes) while the worker writes decision lines."""
+    import io
+    import threading
+
+    from apd.decision_log import StreamWriter
+
+    stream = io.StringIO()
+    writer = StreamWriter(stream)
+    stop = threading.Event()
+
+    def flusher() -> None:
+        while not stop.is_set():
+            writer.flush()
+
+    thread = threading.Thread(target=flusher)
+    thread.start()
+    for i in range(20000):
+        writer.write(f"line {i}", 1_700_000_000.5)
+    stop.set()
+    thread.join()
+    writer.flush()
+    assert stream.getvalue().count("\n") == 20000
