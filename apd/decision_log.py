@@ -193,6 +193,9 @@ class SyslogHandler(logging.Handler):
         super().close()
 
 
+SYSLOG_SEND_TIMEOUT = 0.2
+
+
 def open_syslog_socket(address: str | tuple[str, int]) -> socket.socket:
     """A unix socket path: datagram, else stream (as SysLogHandler tries them). (host, port): UDP."""
     if not isinstance(address, str):
@@ -202,6 +205,9 @@ def open_syslog_socket(address: str | tuple[str, int]) -> socket.socket:
     first_error: OSError | None = None
     for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
         sock = socket.socket(socket.AF_UNIX, kind)
+        # A syslog daemon that stops reading must not stop the workers: a send that cannot go
+        # within this bound counts as an outage (stderr, then a retry later).
+        sock.settimeout(SYSLOG_SEND_TIMEOUT)
         try:
             sock.connect(address)
             return sock

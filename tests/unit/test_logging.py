@@ -276,3 +276,21 @@ def test_a_line_written_while_another_thread_flushes_is_not_lost() -> None:
     thread.join()
     writer.flush()
     assert stream.getvalue().count("\n") == 20000
+
+
+def test_a_syslog_daemon_that_stops_reading_costs_a_bounded_wait_then_stderr(tmp_path, stderr) -> None:
+    path = str(tmp_path / "log.sock")
+    with datagram_server(path) as server:  # bound, never read: its queue fills up
+        handler = SyslogHandler(path, LOCAL5, retry_seconds=30, clock=Clock())
+        logger = only_handler(handler, "apd.test_stalled_syslog")
+        try:
+            started = time.monotonic()
+            for i in range(2000):
+                logger.warning("line %d %s", i, "x" * 200)
+            assert time.monotonic() - started < 3  # blocked for good before the bound
+            text = stderr.getvalue()
+            assert text.count("unreachable") == 1 and "logging to stderr" in text
+            assert "line 1999" in text
+        finally:
+            handler.close()
+        assert server.recv(4096).startswith(b"<")
