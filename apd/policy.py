@@ -13,6 +13,7 @@ from apd.errors import StoreUnavailable
 from apd.log_escape import escape_controls
 from apd.netmatch import TrustedClients
 from apd.protocol import PolicyRequest
+from apd.session_queue import SessionQueue
 from apd.store.sessions import session_row, should_log
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class Policy:
         self.store = store
         self.trusted = TrustedClients(settings.MYNETWORKS, settings.ENABLE_ALL_WILDCARD_IP)
         self.failure_action = settings.STORE_FAILURE_ACTION
+        self.sessions = SessionQueue(store)
 
     def decide(self, request: PolicyRequest, now: float | None = None) -> Decision:
         started = time.perf_counter()
@@ -95,13 +97,10 @@ class Policy:
         return replies.DUNNO, ""
 
     def log_session(self, request: PolicyRequest, action: str, now: float) -> None:
-        """Write the smtp_sessions row when the rules say so; never fails the request."""
-        if not should_log(request.protocol_state, action, self.settings):
-            return
-        try:
-            self.store.sessions.record(session_row(request.attrs, action, now))
-        except Exception as exc:  # the answer is already decided; losing a log row is acceptable
-            log.warning("<!> Error while logging smtp action: %s", exc)
+        """Queue the smtp_sessions row when the rules say so: the worker writes the queue after
+        the reply (``self.sessions.flush``), as the row never decides the answer."""
+        if should_log(request.protocol_state, action, self.settings):
+            self.sessions.add(session_row(request.attrs, action, now))
 
 
 def describe(request: PolicyRequest, decision: Decision) -> str:

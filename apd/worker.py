@@ -28,7 +28,7 @@ STOP_GRACE = 10.0  # seconds a stopping worker waits for half-received requests
 FRESH_GRACE = 1.0  # ... and for the first request of a connection it accepted just before
 TICK = 1.0
 STOP_TICK = 0.1
-LOG_FLUSH_INTERVAL = 0.1  # the longest a decision line waits in memory
+LOG_FLUSH_INTERVAL = 0.1  # the longest a decision line or smtp_sessions row waits in memory
 ACCEPT_PAUSE = 0.5
 # Every idle worker wakes for a new client; each taking one spreads a burst (200 Postfix smtpd
 # reconnecting at once) over all workers. Taking 64 let one worker own most connections and
@@ -85,13 +85,15 @@ class Worker:
         try:
             self._loop(wake_r)
         finally:
-            if self.decisions is not None:
-                self.decisions.flush()
-            for conn in list(self.connections.values()):
-                conn.close()
-            self._close_checks(self.checks, self.store)
-            finish_background_work(BACKGROUND_GRACE)
+            self._shut_down()
         return 0
+
+    def _shut_down(self) -> None:
+        self._flush()  # the decision lines and session rows held for the replies already sent
+        for conn in list(self.connections.values()):
+            conn.close()
+        self._close_checks(self.checks, self.store)
+        finish_background_work(BACKGROUND_GRACE)
 
     def _configure(self, settings: Any, planned: list[Any]) -> None:
         """Build the store, the checks and the policy for ``settings``; raises on failure."""
@@ -116,8 +118,7 @@ class Worker:
             new = resolve_paths(settings_module.load(self.settings_path))
             planned, _ = check_registry.plan(new)  # the master logged the warnings
             new = new.replace(listen_address=old_settings.listen_address, listen_port=old_settings.listen_port)
-            if self.decisions is not None:
-                self.decisions.flush()
+            self._flush()  # the held session rows go to the store they were meant for
             self.reconfigure_logging(new)
             self._configure(new, planned)
         except settings_module.ConfigError as exc:
@@ -184,8 +185,8 @@ class Worker:
                 timeout = 0
             elif self.stopping or self.accept_paused_until:
                 timeout = STOP_TICK
-            elif self.decisions is not None and self.decisions.holding():
-                timeout = LOG_FLUSH_INTERVAL  # held decision lines wait no longer than this
+            elif self.policy.sessions.holding() or (self.decisions is not None and self.decisions.holding()):
+                timeout = LOG_FLUSH_INTERVAL  # held decision lines and session rows wait no longer than this
             events = self.selector.select(timeout)
             for key, mask in events:
                 target = key.data
@@ -204,10 +205,11 @@ class Worker:
                     if conn.fileno() in self.connections:
                         self._work(conn)
             now = time.monotonic()
-            if self.decisions is not None and (not events or now - flushed_at >= LOG_FLUSH_INTERVAL):
-                # Decision lines go out when the loop goes idle, and while it is busy every
-                # LOG_FLUSH_INTERVAL (or MAX_PENDING lines): one write for many lines.
-                self.decisions.flush()
+            if not events or now - flushed_at >= LOG_FLUSH_INTERVAL or self.policy.sessions.full():
+                # Decision lines and session rows go out after the replies, when the loop goes idle,
+                # and while it is busy every LOG_FLUSH_INTERVAL (or MAX_PENDING of them): one
+                # write and one INSERT for many requests.
+                self._flush()
                 flushed_at = now
             if now - last_sweep >= TICK:
                 last_sweep = now
@@ -217,6 +219,11 @@ class Worker:
                     return
                 self._expire(now)
                 self.drops.sweep(now)
+
+    def _flush(self) -> None:
+        if self.decisions is not None:
+            self.decisions.flush()
+        self.policy.sessions.flush()
 
     def _begin_stop(self) -> None:
         """Stop accepting (the master and other workers keep the socket) and answer what has arrived."""
@@ -332,7 +339,8 @@ class Worker:
 
 
 def answer(policy: Policy, decisions: DecisionWriter | None, request: PolicyRequest, now: float) -> str | None:
-    """The action for one request, its decision line and session row; None: close without a reply."""
+    """The action for one request; its decision line and session row are queued (written after
+    the reply, see Worker._flush). None: close without a reply."""
     if lacks_protocol_state(request):
         return None
     decision = policy.decide(request, now)

@@ -3,7 +3,7 @@ through apd's own checks and store, with every statement apd sends counted on th
 
 A fact shared through the request context (alias domains, SPF) is charged to the first check
 that asks for it, as in a real request. ``smtp_sessions`` is the session row the worker writes
-after the decision (``Policy.log_session``).
+after the reply (``Policy.log_session``), here one batch per request.
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ def profile(
                         costs[check.name].decided += 1
                         action = result or "DUNNO"
                         break
-                _timed(costs[SESSIONS], seen, server, policy.log_session, request, action, ctx.now)
+                _timed(costs[SESSIONS], seen, server, _log_session, policy, request, action, ctx.now)
     finally:
         for check in chain:
             check.close()
@@ -169,6 +169,13 @@ class ServerWork:
 
     def close(self) -> None:
         self.conn.close()
+
+
+def _log_session(policy: Any, request: Any, action: str, now: float) -> None:
+    """The session row queued and written at once: the worker batches rows after the replies,
+    so one INSERT per logged request is the most this can cost."""
+    policy.log_session(request, action, now)
+    policy.sessions.flush()
 
 
 def _timed(cost: CheckCost, seen: list[str], server: ServerWork | None, run: Any, *args: Any) -> Any:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Mapping
+from functools import lru_cache
+from typing import Any, Mapping, Sequence
 
 from apd.store.base import Database
 
@@ -86,11 +87,28 @@ def _fit(column: str, value: Any) -> Any:
     return value[: WIDTHS.get(column, DEFAULT_WIDTH)]
 
 
+ROW_MARKS = f"({', '.join(['%s'] * len(COLUMNS))})"
+# Rows per INSERT: 256 x 23 parameters stays far below SQLite's (32766) and PostgreSQL's (65535) limits.
+ROWS_PER_STATEMENT = 256
+
+
+@lru_cache(maxsize=ROWS_PER_STATEMENT)
+def insert_sql(count: int) -> str:
+    """One INSERT for ``count`` rows (a multi-row VALUES list); the values go as parameters."""
+    return f"INSERT INTO smtp_sessions ({', '.join(COLUMNS)}) VALUES {', '.join([ROW_MARKS] * count)}"
+
+
 class SessionLog:
-    INSERT = f"INSERT INTO smtp_sessions ({', '.join(COLUMNS)}) VALUES ({', '.join(['%s'] * len(COLUMNS))})"
+    INSERT = insert_sql(1)
 
     def __init__(self, db: Database):
         self.db = db
 
     def record(self, row: tuple) -> None:
         self.db.execute(self.INSERT, row)
+
+    def record_many(self, rows: Sequence[tuple]) -> None:
+        """Write ``rows`` in one statement per ROWS_PER_STATEMENT rows."""
+        for start in range(0, len(rows), ROWS_PER_STATEMENT):
+            chunk = rows[start : start + ROWS_PER_STATEMENT]
+            self.db.execute(insert_sql(len(chunk)), [value for row in chunk for value in row])

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.policy_client import rcpt
+from tests.helpers.rows import wait_for_rows
 from tests.helpers.servers import require_module
 
 require_module("ldap")
@@ -57,8 +58,9 @@ def test_ldap_backend_answers_and_logs_sessions_in_sql(start_apd, mariadb_server
         assert client.ask(**rcpt(recipient="user@disabled.com")) == "REJECT remote"
         assert client.ask(**rcpt(recipient="user@unknown.org")) == "REJECT remote"
     # the iredapd database stays SQL with the LDAP backend: the decisions were logged there
-    rows = mariadb_server.query(
-        "SELECT recipient, action FROM smtp_sessions ORDER BY id", database=mariadb_server.db_name("apd", "iredapd")
+    iredapd = mariadb_server.db_name("apd", "iredapd")
+    rows = wait_for_rows(
+        lambda: mariadb_server.query("SELECT recipient, action FROM smtp_sessions ORDER BY id", database=iredapd), 5
     )
     assert [r[0] for r in rows] == [
         "user@example.com",

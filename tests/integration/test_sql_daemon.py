@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.policy_client import rcpt
+from tests.helpers.rows import wait_for_rows
 
 pytestmark = pytest.mark.servers
 
@@ -41,8 +42,12 @@ def test_hostile_values_are_stored_literally(apd_factory, server):
         assert reply.startswith("DUNNO Error: Invalid sender address")
         assert client.ask(**rcpt(recipient="user@example.com")) == "REJECT remote"  # still serving
     iredapd = server.db_name("apd", "iredapd")
-    rows = server.query(
-        "SELECT helo_name, client_name, reverse_client_name, instance FROM smtp_sessions ORDER BY id", database=iredapd
+    rows = wait_for_rows(
+        lambda: server.query(
+            "SELECT helo_name, client_name, reverse_client_name, instance FROM smtp_sessions ORDER BY id",
+            database=iredapd,
+        ),
+        2,
     )
     assert rows[0] == tuple(HOSTILE[k] for k in ("helo_name", "client_name", "reverse_client_name", "instance"))
     assert len(rows) == 2
