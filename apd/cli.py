@@ -26,6 +26,12 @@ def parser() -> argparse.ArgumentParser:
         "-c", "--config", metavar="FILE", help="settings file (default: $APD_SETTINGS, /etc/apd/settings.py)"
     )
     p.add_argument("--check-config", action="store_true", help="validate the settings and the check list, then exit")
+    p.add_argument(
+        "--check-postfix",
+        nargs="*",
+        metavar="CF",
+        help="judge how Postfix asks apd: [MAIN_CF [MASTER_CF]] (default: postconf -n, postconf -M), then exit",
+    )
     p.add_argument("--print-config", action="store_true", help="print every setting with its value, then exit")
     p.add_argument("--print-sample", action="store_true", help="print a documented sample settings file, then exit")
     p.add_argument("--init-db", action="store_true", help="create apd's tables where missing, then exit")
@@ -91,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"apd: {problem}", file=sys.stderr)
         return settings_module.EX_CONFIG
+    if args.check_postfix is not None:
+        from apd.postfix_command import run as check_postfix
+
+        return check_postfix(args.check_postfix, settings, planned)
     if args.check_config:
         for warning in (*settings.warnings, *plan_warnings):
             print(f"apd: warning: {warning}", file=sys.stderr)
