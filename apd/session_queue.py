@@ -43,7 +43,12 @@ class SessionQueue:
             self.store.sessions.record_many(rows)
         except Exception as exc:  # the answers are sent; losing log rows is acceptable, stalling is not
             if not self.lost:
-                log.warning("<!> Error while logging smtp actions, %d rows lost: %s", len(rows), exc)
+                # iRedAPD's text (protocol.md 9.2), then what apd adds
+                log.warning(
+                    "<!> Error while logging smtp action: %s (%d rows lost; not logged again until rows are written)",
+                    exc,
+                    len(rows),
+                )
             self.lost += len(rows)
             return
         if self.lost:

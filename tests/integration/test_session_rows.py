@@ -118,5 +118,5 @@ def test_an_outage_loses_only_its_batches_logs_once_and_answers_keep_coming(apd_
     rows = server.query("SELECT DISTINCT recipient FROM smtp_sessions", database=server.db_name("apd", "iredapd"))
     assert sorted(r[0] for r in rows) == ["after@example.com", "before@example.com"]
     log = apd.log()
-    assert log.count("Error while logging smtp actions") == 1
+    assert log.count("<!> Error while logging smtp action: ") == 1
     assert "Traceback" not in log
