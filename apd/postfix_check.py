@@ -96,12 +96,12 @@ class Finding:
 
 @dataclass(frozen=True)
 class Call:
-    """apd's check_policy_service in a list: where, with the permits evaluated before it."""
+    """apd's check_policy_service in a list: where, and the names of the restrictions evaluated before it."""
 
     list_name: str
     states: frozenset[str]
     restriction: Restriction
-    permits_before: frozenset[str]
+    names_before: frozenset[str]
     guarded: bool  # a relay guard (reject_unauth_destination, ...) comes before it in its list
 
 
@@ -255,7 +255,7 @@ def permit_findings(calls: list[Call], facts: ApdFacts, where: str) -> list[Find
         lists: set[str] = set()
         for name, states in facts.checks:
             relevant = [call for call in calls if call.states & states]
-            if name in meant and relevant and all(permit in call.permits_before for call in relevant):
+            if name in meant and relevant and all(permit in call.names_before for call in relevant):
                 skipped.append(name)
                 lists.update(call.list_name for call in relevant)
         if skipped:
@@ -281,14 +281,20 @@ def relay_findings(params: Parameters, calls: list[Call], facts: ApdFacts, where
     for call in calls:
         if "RCPT" not in call.states or call.guarded or guarded_lists - {call.list_name}:
             continue
+        if call.list_name == "smtpd_relay_restrictions":
+            fix = f"move check_policy_service {facts.endpoint} to smtpd_recipient_restrictions"
+        else:
+            fix = (
+                "set smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, "
+                "reject_unauth_destination (smtpd evaluates it apart from the list apd is in; compatibility_level "
+                "1 or later has the like by default)"
+            )
         result.append(
             Finding(
                 where,
                 f"{call.list_name}: check_policy_service {facts.endpoint} comes before reject_unauth_destination "
                 f"and {', '.join(accepting)} can answer OK: a whitelisted sender may relay to any domain",
-                "set smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, "
-                "reject_unauth_destination (smtpd evaluates it apart from the list apd is in; compatibility_level "
-                "1 or later has the like by default)",
+                fix,
             )
         )
         break

@@ -183,15 +183,14 @@ class Parameters:
     def get(self, name: str) -> str:
         return expand(self.raw(name), self.raw)
 
-    def is_explicit(self, name: str) -> bool:
-        return name in self.explicit
-
 
 def expand(value: str, lookup: Callable[[str], str], depth: int = 0) -> str:
     """Postfix's ``$name``, ``${name}``, ``$(name)``, ``${name?text}`` (text when name is not empty),
     ``${name:text}`` (text when it is empty) and ``$$``. Anything else after ``$`` stays as written."""
-    if depth > MAX_EXPANSION_DEPTH or "$" not in value:
-        return value if depth <= MAX_EXPANSION_DEPTH else ""
+    if depth > MAX_EXPANSION_DEPTH:
+        return ""
+    if "$" not in value:
+        return value
     out: list[str] = []
     i = 0
     while i < len(value):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import sys
+
 import pytest
 
 from apd import checks as registry
@@ -170,7 +173,11 @@ FINDINGS = [
         f"smtpd_end_of_data_restrictions = {APD}\n",
         "",
         {},
-        ["smtpd_relay_restrictions: check_policy_service inet:127.0.0.1:7777 comes before reject_unauth_destination"],
+        [
+            "smtpd_relay_restrictions: check_policy_service inet:127.0.0.1:7777 comes before reject_unauth_destination"
+            " and amavisd_wblist can answer OK: a whitelisted sender may relay to any domain; fix: move "
+            "check_policy_service inet:127.0.0.1:7777 to smtpd_recipient_restrictions"
+        ],
     ),
     (
         "no-policy-service",
@@ -458,3 +465,12 @@ def test_command_reads_master_cf_beside_main_cf(tmp_path, capsys, monkeypatch):
     other = tmp_path / "empty-master.cf"
     other.write_text("")
     assert main(["-c", str(settings), "--check-postfix", str(tmp_path / "main.cf"), str(other)]) == 0
+
+
+def test_command_reads_stdin(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("APD_SETTINGS", raising=False)
+    settings = tmp_path / "settings.py"
+    settings.write_text("plugins = ['throttle']\n")
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(RECIPIENT_ONLY.encode())))
+    assert main(["-c", str(settings), "--check-postfix", "-"]) == 1
+    assert capsys.readouterr().out.startswith("main.cf: throttle needs protocol state END-OF-MESSAGE")
