@@ -134,3 +134,10 @@ def test_postfix_accepts_the_snippet(tmp_path: Path) -> None:
     lines = dict(line.split(" = ", 1) for line in result.stdout.splitlines())
     assert lines["smtpd_end_of_data_restrictions"] == "check_policy_service inet:127.0.0.1:7777"
     assert "check_policy_service inet:127.0.0.1:7777" in lines["smtpd_recipient_restrictions"]
+
+
+def test_the_shipped_postfix_snippet_has_no_finding_with_the_default_checks(capsys) -> None:
+    """apd's own advice must pass its own Postfix check (without smtpd_relay_restrictions, an
+    amavisd_wblist OK ended the RCPT list before reject_unauth_destination: an open relay)."""
+    assert cli.main(["--check-postfix", str(SNIPPET)]) == 0
+    assert "no finding" in capsys.readouterr().out
