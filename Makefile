@@ -7,14 +7,15 @@ PIP     := $(VENV)/bin/pip
 PYTEST_ARGS ?=
 # openssl: the TLS certificates of the test MariaDB and slapd; iproute2 (ss), systemd (systemd-analyze):
 # tools single tests run. Under CI=true a missing one fails its test (tests/helpers/servers.py).
+# libmariadb-dev pkg-config: mysqlclient (the C MySQL driver) compiles against them.
 DEB_PACKAGES := mariadb-server postgresql slapd ldap-utils postfix dnsmasq-base swaks openssl iproute2 systemd \
-                libldap2-dev libsasl2-dev python3-dev gcc
+                libldap2-dev libsasl2-dev python3-dev gcc libmariadb-dev pkg-config
 ARGS ?=
 # Debian's own python3 is built with PGO and LTO: apd's per-request work runs ~20% faster on it
 # than on a plain source build (pyenv's). Any other python3 when it cannot make a venv.
 PYTHON  ?= $(shell /usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1 && echo /usr/bin/python3 || echo python3)
 
-.PHONY: run test venv venv-ldap venv-dev deps debian-deps bench lint conf check-config init-db clean install uninstall \
+.PHONY: run test venv venv-ldap venv-mysql-c venv-dev deps debian-deps bench lint conf check-config init-db clean install uninstall \
         wblist-admin greylisting-admin throttle-admin cleanup-db spf-to-greylist-whitelists
 
 # What `make run` needs: apd and the SQL drivers, all wheels (no compiler, no Debian package).
@@ -29,6 +30,12 @@ $(VENV)/.installed-ldap: $(VENV)/.installed
 	$(PIP) install -q -e '.[ldap]'
 	touch $@
 
+# mysqlclient, the C MySQL driver apd prefers to PyMySQL: it compiles (libmariadb-dev pkg-config).
+# The tests run the MariaDB tests on both drivers.
+$(VENV)/.installed-mysql-c: $(VENV)/.installed
+	$(PIP) install -q -e '.[mysql-c]'
+	touch $@
+
 # The tests and the linter.
 $(VENV)/.installed-dev: $(VENV)/.installed
 	$(PIP) install -q -e '.[test]' ruff
@@ -36,6 +43,7 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 
 venv: $(VENV)/.installed
 venv-ldap: $(VENV)/.installed-ldap
+venv-mysql-c: $(VENV)/.installed-mysql-c
 venv-dev: $(VENV)/.installed-dev
 
 run: venv
@@ -59,7 +67,7 @@ debian-deps:
 	  fi; \
 	else echo "not root: skipping Debian packages ($(DEB_PACKAGES))"; fi
 
-deps: debian-deps venv-ldap venv-dev
+deps: debian-deps venv-ldap venv-mysql-c venv-dev
 
 test: deps
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS) tests
@@ -93,19 +101,21 @@ conf: venv
 # `make install` (root): apd in its own venv, its commands linked into BINDIR, the systemd units,
 # a settings file from the sample (an existing one is kept) and the account apd runs as.
 # Debian's pip refuses to install into the system python (PEP 668), hence the venv.
-# Backend 'ldap': EXTRAS=mysql,pgsql,ldap (needs libldap2-dev libsasl2-dev).
+# Backend 'ldap': EXTRAS=mysql,pgsql,ldap (needs libldap2-dev libsasl2-dev). EXTRAS naming mysql also builds
+# mysqlclient, the C MySQL driver (needs libmariadb-dev pkg-config; PyMySQL is the fallback).
 PREFIX   ?= /opt/apd
 BINDIR   ?= /usr/local/bin
 ETCDIR   ?= /etc/apd
 UNITDIR  ?= /etc/systemd/system
 APD_USER ?= apd
 EXTRAS   ?= mysql,pgsql
+comma    := ,
 COMMANDS := apd apd-wblist-admin apd-greylisting-admin apd-throttle-admin apd-cleanup-db apd-spf-to-greylist-whitelists
 
 install:
 	test -x $(PREFIX)/bin/python || $(PYTHON) -m venv $(PREFIX)
 	$(PREFIX)/bin/pip install -q --upgrade pip
-	$(PREFIX)/bin/pip install -q '.[$(EXTRAS)]'
+	$(PREFIX)/bin/pip install -q '.[$(EXTRAS)$(if $(filter mysql,$(subst $(comma), ,$(EXTRAS))),$(comma)mysql-c,)]'
 	install -d $(BINDIR) $(UNITDIR)
 	for c in $(COMMANDS); do ln -sfn $(PREFIX)/bin/$$c $(BINDIR)/$$c; done
 	if [ -n "$(APD_USER)" ] && ! id -u $(APD_USER) >/dev/null 2>&1; then \

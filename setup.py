@@ -10,6 +10,8 @@ setup(
     install_requires=["dnspython>=2.0", "py-radix==1.1.0"],
     extras_require={
         "mysql": ["PyMySQL>=1.0"],
+        # the C driver, used when installed (it compiles: libmariadb-dev pkg-config); PyMySQL stays the fallback
+        "mysql-c": ["mysqlclient>=2.2", "PyMySQL>=1.0"],
         "pgsql": ["psycopg2-binary>=2.9"],
         "ldap": ["python-ldap>=3.4"],
         "test": ["pytest>=7"],

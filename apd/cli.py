@@ -104,12 +104,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.check_config:
         for warning in (*settings.warnings, *plan_warnings):
             print(f"apd: warning: {warning}", file=sys.stderr)
-        problem = missing_driver(settings) or store_problem(settings)
+        problem, drivers = missing_driver(settings)
+        problem = problem or store_problem(settings)
         if problem:
             print(f"apd: error: {problem}", file=sys.stderr)
             return 1
         order = ", ".join(f"{p.name}({p.priority})" for p in planned) or "(none)"
         print(f"apd: settings OK ({settings.source}); checks in order: {order}")
+        for driver in drivers:
+            print(f"apd: {driver}")
         return 0
     if args.print_config:
         print(settings_module.describe(settings))
@@ -144,16 +147,16 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
 
 
-def missing_driver(settings) -> str | None:
-    """What --check-config reports when the backend's Python driver is not installed."""
+def missing_driver(settings) -> tuple[str | None, list[str]]:
+    """What --check-config reports when the backend's Python driver is not installed, else
+    the drivers the workers will use."""
     from apd.errors import StoreError
     from apd.store.servers import check_drivers
 
     try:
-        check_drivers(settings)
+        return None, check_drivers(settings)
     except StoreError as exc:
-        return str(exc)
-    return None
+        return str(exc), []
 
 
 def store_problem(settings: Any) -> str | None:

@@ -22,7 +22,7 @@ from apd.privileges import ask_as, group_name, why_unreadable
 # Packages imported whole: apd's own modules and the drivers (which import parts of themselves
 # lazily), and every DNS record type (dnspython imports one when an answer holds it, and falls
 # back to a generic record, unusable to apd.spf, when that import fails).
-PACKAGES = ("apd", "pymysql", "psycopg2", "ldap", "dns.rdtypes")
+PACKAGES = ("apd", "MySQLdb", "pymysql", "psycopg2", "ldap", "dns.rdtypes")
 MODULES = ("dns.resolver", "dns.nameserver", "dns.rdatatype", "dns.exception", "radix")
 NOT_IMPORTED = frozenset({"apd.__main__"})  # importing it runs apd
 

@@ -396,7 +396,7 @@ REGISTRY: tuple[Setting, ...] = (
     _S("SQL_CONNECTION_POOL_SIZE", _int, 10, "Ignored: apd keeps one connection per database per worker."),
     _S("SQL_CONNECTION_MAX_OVERFLOW", _int, 10, "Ignored (see SQL_CONNECTION_POOL_SIZE)."),
     _S("SQL_CONNECTION_POOL_RECYCLE", _int, 60, "Ignored (see SQL_CONNECTION_POOL_SIZE)."),
-    _S("SQL_DB_DRIVER", _str, "", "Ignored: apd uses PyMySQL and psycopg2."),
+    _S("SQL_DB_DRIVER", _str, "", "Ignored: apd uses mysqlclient (else PyMySQL) and psycopg2."),
     # DNS
     _S("DNS_QUERY_TIMEOUT", _positive_number, 3.0, "Seconds one DNS query may take."),
     _S("SPF_MAX_DNS_QUERIES", _nonneg_int("a query count"), 20, "DNS lookups allowed in one SPF evaluation."),

@@ -1,4 +1,4 @@
-"""MySQL / MariaDB backend (PyMySQL).
+"""MySQL / MariaDB backend: mysqlclient (C) when installed, else PyMySQL (apd/store/mysql_driver.py).
 
 Every socket operation is bounded by ``SQL_QUERY_TIMEOUT`` (connect, read and write
 timeouts), so a hung server costs one timeout, after which ``Database`` backs off.
@@ -6,15 +6,11 @@ timeouts), so a hung server costs one timeout, after which ``Database`` backs of
 
 from __future__ import annotations
 
-import math
 import re
-import ssl
 from typing import Any, Sequence
 
-import pymysql
-from pymysql.constants import CLIENT
-
 from apd.store.base import ServerDialect
+from apd.store.mysql_driver import ConnectOptions, MysqlDriver, load_driver
 
 # Client-side error codes (CR_*) and server codes that mean "the connection is gone".
 CONNECTION_LOST = frozenset(
@@ -36,16 +32,10 @@ CONNECTION_LOST = frozenset(
 )
 DUPLICATE_ENTRY = 1062
 DEADLOCK = 1213
+LOCK_WAIT_TIMEOUT = 1205
+STATEMENT_TIME_EXCEEDED = 1969  # MariaDB max_statement_time
 
 _EXCLUDED = re.compile(r"\bexcluded\.(\w+)", re.IGNORECASE)
-
-
-def unverified_tls() -> ssl.SSLContext:
-    """``*_db_use_ssl``: TLS without checking the certificate, as iRedAPD (ssl_verify_cert=False)."""
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 class MysqlDialect(ServerDialect):
@@ -55,40 +45,29 @@ class MysqlDialect(ServerDialect):
     # callers read the row back in the same transaction instead.
     supports_upsert_returning = False
 
+    def __init__(self, *args: Any, driver: MysqlDriver | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.driver = driver or load_driver()
+
     def connect(self) -> Any:
-        return pymysql.connect(
-            host=self.host,
-            port=self.port,
-            user=self.user,
-            password=self.password,
-            database=self.database,
-            charset="utf8mb4",
-            autocommit=True,
-            connect_timeout=self.timeout,
-            read_timeout=self.timeout,
-            write_timeout=self.timeout,
-            # rowcount = rows matched, not rows changed, as on PostgreSQL and SQLite
-            client_flag=CLIENT.FOUND_ROWS,
-            ssl=unverified_tls() if self.use_ssl else None,
-            # PyMySQL >= 1.2 tries TLS whenever the server offers it: use_ssl = False means plain, as iRedAPD
-            ssl_disabled=not self.use_ssl,
-            # row-lock waits end on the server too, not only in the client (default: 50 s)
-            init_command=f"SET SESSION innodb_lock_wait_timeout = {max(1, math.ceil(self.timeout))}",
+        return self.driver.connect(
+            ConnectOptions(self.host, self.port, self.user, self.password, self.database, self.timeout, self.use_ssl)
         )
 
     def driver_errors(self) -> tuple[type[BaseException], ...]:
-        return (pymysql.err.MySQLError,)
+        return (self.driver.module.MySQLError,)
 
     def classify(self, exc: BaseException) -> str:
+        errors = self.driver.module
         code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
-        if isinstance(exc, pymysql.err.IntegrityError):
+        if isinstance(exc, errors.IntegrityError):
             return "duplicate" if code == DUPLICATE_ENTRY else "error"
-        if isinstance(exc, pymysql.err.InterfaceError):
+        if isinstance(exc, errors.InterfaceError):
             return "unavailable"  # the connection object is closed or broken
-        if isinstance(exc, pymysql.err.OperationalError) and code in CONNECTION_LOST:
-            return "timeout" if "timed out" in str(exc) else "unavailable"
-        if isinstance(exc, pymysql.err.OperationalError) and code in (1205, 1969):
-            return "timeout"  # lock wait timeout / MariaDB max_statement_time
+        if isinstance(exc, errors.OperationalError) and code in CONNECTION_LOST:
+            return "timeout" if self.driver.timed_out(exc) else "unavailable"
+        if isinstance(exc, errors.OperationalError) and code in (LOCK_WAIT_TIMEOUT, STATEMENT_TIME_EXCEEDED):
+            return "timeout"
         if code == DEADLOCK:
             return "conflict"
         return "error"

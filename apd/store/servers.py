@@ -16,6 +16,7 @@ under ``ddl/<dialect>/`` where they are missing and never alters an existing tab
 from __future__ import annotations
 
 import importlib
+import logging
 import re
 from importlib import resources
 from typing import Any, Iterable
@@ -23,6 +24,9 @@ from typing import Any, Iterable
 from apd.errors import StoreError
 from apd.store import Store
 from apd.store.base import Database, Dialect, split_statements
+from apd.store.mysql_driver import InvalidDriverChoice, MissingDriver, load_driver
+
+log = logging.getLogger(__name__)
 
 DATABASES = ("vmail", "amavisd", "iredapd")
 # Databases where init-db only fills an empty database: iRedMail owns their schema.
@@ -65,22 +69,28 @@ DRIVERS = {
 
 
 DRIVER_INSTALL = {
-    "PyMySQL": "pip install 'apd[mysql]'",
+    "PyMySQL": "pip install 'apd[mysql]'",  # or mysqlclient: apd/store/mysql_driver.py
     "psycopg2": "pip install 'apd[pgsql]'",
     "python-ldap": "apt install libldap2-dev libsasl2-dev, then pip install 'apd[ldap]' (or: make venv-ldap)",
 }
 
 
-def check_drivers(settings: Any) -> None:
+def check_drivers(settings: Any) -> list[str]:
     """Fail at start-up, with what to install, when this backend's Python modules are missing.
 
     The workers import them after fork; without this check each would die on start and be
     respawned in a loop. python-ldap is not in the ``make run`` venv: it compiles against
-    libldap and libsasl, which a fresh Debian machine does not have.
+    libldap and libsasl, which a fresh Debian machine does not have. Returns the drivers the
+    workers will use (logged once here, at start; printed by ``--check-config``).
     """
     if settings.backend == "sqlite":
-        return  # the standard library's sqlite3
-    needed = [DRIVERS[sql_dialect_name(settings)][:2]]
+        return []  # the standard library's sqlite3
+    used: list[str] = []
+    needed: list[tuple[str, str]] = []
+    if sql_dialect_name(settings) == "mysql":  # mysqlclient or PyMySQL: mysql_driver.load_driver
+        used.append(f"MySQL driver: {mysql_driver_label(settings.backend)}")
+    else:
+        needed.append(DRIVERS["pgsql"][:2])
     if settings.backend == "ldap":
         needed.append(("python-ldap", "ldap"))
     for driver, module_name in needed:
@@ -88,15 +98,31 @@ def check_drivers(settings: Any) -> None:
             importlib.import_module(module_name)
         except ImportError as exc:
             raise StoreError(f"backend {settings.backend!r} needs {driver}: {DRIVER_INSTALL[driver]} ({exc})") from exc
+    for line in used:
+        log.info("%s", line)
+    return used
+
+
+def mysql_driver_label(backend: str) -> str:
+    try:
+        return load_driver().label
+    except InvalidDriverChoice as exc:
+        raise StoreError(str(exc)) from exc
+    except MissingDriver as exc:
+        raise StoreError(f"backend {backend!r} needs {exc.package}: {exc.advice} ({exc.reason})") from exc
 
 
 def make_dialect(kind: str, params: dict[str, Any], timeout: float) -> Dialect:
     driver, _, module_name, class_name = DRIVERS[kind]
     try:
         module = importlib.import_module(module_name)
+        return getattr(module, class_name)(timeout=timeout, **params)
+    except InvalidDriverChoice as exc:
+        raise StoreError(str(exc)) from exc
+    except MissingDriver as exc:
+        raise StoreError(f"the {kind} databases need the {exc.package} driver ({exc.advice}): {exc.reason}") from exc
     except ImportError as exc:
         raise StoreError(f"the {kind} databases need the {driver} driver ({DRIVER_INSTALL[driver]}): {exc}") from exc
-    return getattr(module, class_name)(timeout=timeout, **params)
 
 
 def label(db: str, kind: str, params: dict[str, Any]) -> str:

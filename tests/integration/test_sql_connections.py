@@ -19,18 +19,23 @@ from apd.store import open_store
 from apd.store.base import BACKOFF_FIRST, Database
 from apd.store.servers import init_server_db, make_dialect
 from tests.helpers.apd_process import ROOT, free_port, settings_text
+from tests.helpers.mysql_drivers import MYSQL_DRIVERS, use_mysql_driver
 from tests.helpers.servers import unavailable
 
 pytestmark = pytest.mark.servers
 
-SERVERS = ["mysql", "pgsql"]
+# MariaDB on each driver (mysqlclient, PyMySQL), PostgreSQL on psycopg2
+CONNECTIONS = [*(f"mysql-{driver}" for driver in MYSQL_DRIVERS), "pgsql"]
 SLEEP = {"mysql": "SELECT SLEEP(10)", "pgsql": "SELECT pg_sleep(10)"}
 TIMEOUT = 1.0
 
 
-@pytest.fixture(params=SERVERS)
-def server(request):
-    return request.getfixturevalue("mariadb_server" if request.param == "mysql" else "postgres_server")
+@pytest.fixture(params=CONNECTIONS)
+def server(request, monkeypatch):
+    kind, _, driver = request.param.partition("-")
+    if driver:
+        use_mysql_driver(monkeypatch, driver)
+    return request.getfixturevalue("mariadb_server" if kind == "mysql" else "postgres_server")
 
 
 @pytest.fixture
@@ -120,9 +125,12 @@ def test_server_restart_mid_run(server):
     store.close()
 
 
-@pytest.mark.parametrize("kind", SERVERS)
-def test_blackholed_server_costs_one_timeout(kind):
+@pytest.mark.parametrize("connection", CONNECTIONS)
+def test_blackholed_server_costs_one_timeout(connection, monkeypatch):
     """A listening socket that never answers: the connect (handshake) is bounded."""
+    kind, _, driver = connection.partition("-")
+    if driver:
+        use_mysql_driver(monkeypatch, driver)
     with socket.socket() as hole:
         hole.bind(("127.0.0.1", 0))
         hole.listen(16)
@@ -135,8 +143,11 @@ def test_blackholed_server_costs_one_timeout(kind):
         assert elapsed < 0.1
 
 
-@pytest.mark.parametrize("kind", SERVERS)
-def test_closed_port_fails_fast(kind):
+@pytest.mark.parametrize("connection", CONNECTIONS)
+def test_closed_port_fails_fast(connection, monkeypatch):
+    kind, _, driver = connection.partition("-")
+    if driver:
+        use_mysql_driver(monkeypatch, driver)
     params = dict(host="127.0.0.1", port=free_port(), user="u", password="p", database="d", use_ssl=False)
     db = Database("iredapd (closed)", make_dialect(kind, params, TIMEOUT))
     elapsed, _ = timed(lambda: db.query("SELECT 1"))
@@ -338,13 +349,16 @@ def test_postgres_works_with_descriptors_above_fd_setsize(postgres_server):
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
-def test_mysql_use_ssl_connects_with_tls_without_verifying_the_certificate(mariadb_server):
+@pytest.mark.parametrize("driver", MYSQL_DRIVERS)
+def test_mysql_use_ssl_connects_with_tls_without_verifying_the_certificate(mariadb_server, driver, monkeypatch):
+    use_mysql_driver(monkeypatch, driver)
     if not mariadb_server.query("SHOW VARIABLES LIKE 'have_ssl'")[0][1] == "YES":
         unavailable("the test MariaDB offers no TLS: its certificate was not made (openssl missing or failed)")
     tls = open_store(mariadb_server.settings(iredapd_db_use_ssl=True))
     assert tls.iredapd.query("SHOW SESSION STATUS LIKE 'Ssl_cipher'")[0][1] != ""  # self-signed, still accepted
     tls.close()
-    # use_ssl = False is a plain connection, as in iRedAPD, though PyMySQL would prefer TLS by itself
+    # use_ssl = False is a plain connection, as in iRedAPD, though PyMySQL (and libmariadb >= 3.4) would
+    # prefer TLS by themselves
     # (a TLS handshake and encryption cost ~35% more apd CPU per throttle request)
     plain = open_store(mariadb_server.settings(iredapd_db_use_ssl=False))
     assert plain.iredapd.query("SHOW SESSION STATUS LIKE 'Ssl_cipher'")[0][1] == ""

@@ -13,13 +13,15 @@ import pytest
 
 from apd.errors import DuplicateKey, StoreError
 from apd.store.sessions import COLUMNS, session_row
+from tests.helpers.mysql_drivers import case_id, driver_schema_cases, driver_store
 
 pytestmark = pytest.mark.servers
 
 
-@pytest.fixture
-def store(schema_store):
-    return schema_store
+@pytest.fixture(params=driver_schema_cases(), ids=case_id)
+def store(request, tmp_path, monkeypatch):
+    """``schema_store``, with MariaDB on each driver (mysqlclient, PyMySQL)."""
+    yield from driver_store(request, tmp_path, monkeypatch)
 
 
 def add_domain(store, domain: str, active: int = 1, backupmx: int = 0) -> None:

@@ -15,15 +15,17 @@ from apd.store import open_store
 from apd.store.greylisting import Times
 from apd.throttle.rules import Counter, MemoryCounting, Tracked
 from tests.helpers.backends import open_fresh_store
+from tests.helpers.mysql_drivers import case_id, driver_schema_cases, driver_store
 
 pytestmark = pytest.mark.servers
 
 PROCESSES, PER_PROCESS = 4, 250
 
 
-@pytest.fixture
-def store(schema_store):
-    return schema_store
+@pytest.fixture(params=driver_schema_cases(), ids=case_id)
+def store(request, tmp_path, monkeypatch):
+    """``schema_store``, with MariaDB on each driver (mysqlclient, PyMySQL)."""
+    yield from driver_store(request, tmp_path, monkeypatch)
 
 
 def throttle_id(store, account: str = "user@example.com") -> int:

@@ -36,18 +36,23 @@ def test_ldap_backend_without_python_ldap_names_the_packages(monkeypatch: pytest
 
 
 @pytest.mark.parametrize(
-    ("backend", "module", "driver"), [("mysql", "pymysql", "PyMySQL"), ("pgsql", "psycopg2", "psycopg2")]
+    ("backend", "modules", "driver"),
+    [("mysql", ("pymysql", "MySQLdb"), "PyMySQL"), ("pgsql", ("psycopg2",), "psycopg2")],
 )
 def test_sql_backend_without_its_driver(
-    monkeypatch: pytest.MonkeyPatch, backend: str, module: str, driver: str
+    monkeypatch: pytest.MonkeyPatch, backend: str, modules: tuple[str, ...], driver: str
 ) -> None:
-    hide_module(monkeypatch, module)
+    monkeypatch.delenv("APD_MYSQL_DRIVER", raising=False)
+    for module in modules:  # MySQL: neither mysqlclient nor the PyMySQL fallback
+        hide_module(monkeypatch, module)
     with pytest.raises(StoreError, match=f"backend '{backend}' needs {driver}: pip install 'apd\\[{backend}\\]'"):
         check_drivers(parse(f"backend = '{backend}'\n"))
 
 
 def test_ldap_backend_also_needs_the_mysql_driver_of_its_sql_databases(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("APD_MYSQL_DRIVER", raising=False)
     hide_module(monkeypatch, "pymysql")
+    hide_module(monkeypatch, "MySQLdb")
     with pytest.raises(StoreError, match="needs PyMySQL"):
         check_drivers(parse("backend = 'ldap'\n"))
 
@@ -85,3 +90,18 @@ def test_make_run_installs_no_package_that_compiles(tmp_path: Path) -> None:
         ["make", "-n", "test", f"VENV={tmp_path / 'venv'}"], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout
     assert any("pip install" in line and "[ldap]" in line for line in dev_plan.splitlines()), dev_plan
+    # the tests run the MariaDB tests on mysqlclient too, which compiles: `make test` builds it, `make run` not
+    assert any("pip install" in line and "[mysql-c]" in line for line in dev_plan.splitlines()), dev_plan
+
+
+@pytest.mark.parametrize(("extras", "installed"), [("mysql,pgsql", "mysql,pgsql,mysql-c"), ("pgsql", "pgsql")])
+def test_make_install_builds_the_c_mysql_driver_with_mysql(tmp_path: Path, extras: str, installed: str) -> None:
+    require_binary("make")
+    plan = subprocess.run(
+        ["make", "-n", "install", f"EXTRAS={extras}", f"PREFIX={tmp_path / 'apd'}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert f"pip install -q '.[{installed}]'" in plan, plan

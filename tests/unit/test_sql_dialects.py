@@ -13,6 +13,7 @@ import pytest
 from apd.settings import defaults
 from apd.store.counters import ADD_SQL, add_params
 from apd.store.mysql import MysqlDialect
+from apd.store.mysql_driver import DRIVER_CLASSES, INSTALL, MODULES
 from apd.store.pgsql import NoAnswer, PgsqlDialect
 from apd.store.servers import ddl, ddl_tables, open_databases, plan_tables, table_of
 from tests.helpers.servers import require_module
@@ -45,25 +46,43 @@ def test_insert_ignore_forms():
     )
 
 
+def mysql_dialect(driver: str) -> MysqlDialect:
+    """A dialect on one driver (its module imported, or the test is unavailable)."""
+    module = require_module(MODULES[driver], INSTALL[driver])
+    return MysqlDialect(**PARAMS, driver=DRIVER_CLASSES[driver](module))
+
+
+@pytest.mark.parametrize("driver", ["mysqlclient", "pymysql"])
 @pytest.mark.parametrize(
-    "exc, kind",
+    "error, code, text, kind",
     [
-        (pymysql.err.OperationalError(2003, "Can't connect to MySQL server"), "unavailable"),
-        (pymysql.err.OperationalError(2006, "MySQL server has gone away"), "unavailable"),
-        (pymysql.err.OperationalError(2013, "Lost connection to MySQL server during query"), "unavailable"),
-        (pymysql.err.OperationalError(2013, "Lost connection to MySQL server during query (timed out)"), "timeout"),
-        (pymysql.err.OperationalError(1927, "Connection was killed"), "unavailable"),
-        (pymysql.err.OperationalError(1205, "Lock wait timeout exceeded"), "timeout"),
-        (pymysql.err.OperationalError(1054, "Unknown column"), "error"),
-        (pymysql.err.OperationalError(1213, "Deadlock found when trying to get lock"), "conflict"),
-        (pymysql.err.InterfaceError(0, ""), "unavailable"),
-        (pymysql.err.IntegrityError(1062, "Duplicate entry"), "duplicate"),
-        (pymysql.err.IntegrityError(1452, "foreign key constraint fails"), "error"),
-        (pymysql.err.ProgrammingError(1064, "syntax error"), "error"),
+        ("OperationalError", 2003, "Can't connect to MySQL server", "unavailable"),
+        ("OperationalError", 2006, "MySQL server has gone away", "unavailable"),
+        ("OperationalError", 2013, "Lost connection to MySQL server during query", "unavailable"),
+        ("OperationalError", 2013, "Lost connection to MySQL server during query (timed out)", "timeout"),
+        ("OperationalError", 1927, "Connection was killed", "unavailable"),
+        ("OperationalError", 1205, "Lock wait timeout exceeded", "timeout"),
+        ("OperationalError", 1969, "Query execution was interrupted (max_statement_time exceeded)", "timeout"),
+        ("OperationalError", 1054, "Unknown column", "error"),
+        ("OperationalError", 1213, "Deadlock found when trying to get lock", "conflict"),
+        ("InterfaceError", 0, "", "unavailable"),
+        ("IntegrityError", 1062, "Duplicate entry", "duplicate"),
+        ("IntegrityError", 1452, "foreign key constraint fails", "error"),
+        ("ProgrammingError", 1064, "syntax error", "error"),
     ],
 )
-def test_mysql_classify(exc, kind):
-    assert MYSQL.classify(exc) == kind
+def test_mysql_classify(driver, error, code, text, kind):
+    """The same codes mean the same on both drivers, each raising its own exception classes."""
+    dialect = mysql_dialect(driver)
+    exc = getattr(dialect.driver.module, error)(code, text)
+    assert isinstance(exc, dialect.driver_errors())
+    assert dialect.classify(exc) == kind
+
+
+def test_a_driver_does_not_classify_the_other_drivers_exceptions():
+    pymysql_dialect, mysqlclient_dialect = mysql_dialect("pymysql"), mysql_dialect("mysqlclient")
+    assert not isinstance(pymysql.err.OperationalError(2006, "gone"), mysqlclient_dialect.driver_errors())
+    assert mysqlclient_dialect.driver.module is not pymysql_dialect.driver.module
 
 
 @pytest.mark.parametrize(
@@ -184,6 +203,8 @@ def test_missing_driver_is_named(monkeypatch):
     from apd.store.servers import make_dialect
 
     monkeypatch.delitem(sys.modules, "apd.store.mysql")
-    monkeypatch.setitem(sys.modules, "pymysql", None)  # as if PyMySQL were not installed
+    monkeypatch.delenv("APD_MYSQL_DRIVER", raising=False)
+    monkeypatch.setitem(sys.modules, "pymysql", None)  # as if neither MySQL driver were installed
+    monkeypatch.setitem(sys.modules, "MySQLdb", None)
     with pytest.raises(StoreError, match=r"need the PyMySQL driver \(pip install 'apd\[mysql\]'\)"):
         make_dialect("mysql", {"host": "h", "port": 1, "user": "u", "password": "p", "database": "d"}, 1.0)
