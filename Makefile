@@ -112,10 +112,14 @@ EXTRAS   ?= mysql,pgsql
 comma    := ,
 COMMANDS := apd apd-wblist-admin apd-greylisting-admin apd-throttle-admin apd-cleanup-db apd-spf-to-greylist-whitelists
 
+# With mysql in EXTRAS it also tries the C MySQL driver (mysqlclient), which compiles: without
+# libmariadb-dev and pkg-config it says so and apd runs on PyMySQL.
 install:
 	test -x $(PREFIX)/bin/python || $(PYTHON) -m venv $(PREFIX)
 	$(PREFIX)/bin/pip install -q --upgrade pip
-	$(PREFIX)/bin/pip install -q '.[$(EXTRAS)$(if $(filter mysql,$(subst $(comma), ,$(EXTRAS))),$(comma)mysql-c,)]'
+	$(PREFIX)/bin/pip install -q '.[$(EXTRAS)]'
+	$(if $(filter mysql,$(subst $(comma), ,$(EXTRAS))),$(PREFIX)/bin/pip install -q '.[mysql-c]' || \
+	  echo "make install: mysqlclient (the C MySQL driver) not built; apd uses PyMySQL. For the faster driver: apt install libmariadb-dev pkg-config, then make install again" >&2,)
 	install -d $(BINDIR) $(UNITDIR)
 	for c in $(COMMANDS); do ln -sfn $(PREFIX)/bin/$$c $(BINDIR)/$$c; done
 	if [ -n "$(APD_USER)" ] && ! id -u $(APD_USER) >/dev/null 2>&1; then \
