@@ -119,7 +119,7 @@ install:
 	$(PREFIX)/bin/pip install -q --upgrade pip
 	$(PREFIX)/bin/pip install -q '.[$(EXTRAS)]'
 	$(if $(filter mysql,$(subst $(comma), ,$(EXTRAS))),$(PREFIX)/bin/pip install -q '.[mysql-c]' || \
-	  echo "make install: mysqlclient (the C MySQL driver) not built; apd uses PyMySQL. For the faster driver: apt install libmariadb-dev pkg-config, then make install again" >&2,)
+	  echo "make install: mysqlclient (the C MySQL driver) not built; apd uses PyMySQL. For the faster driver: apt install libmariadb-dev pkg-config and run make install again" >&2,)
 	install -d $(BINDIR) $(UNITDIR)
 	for c in $(COMMANDS); do ln -sfn $(PREFIX)/bin/$$c $(BINDIR)/$$c; done
 	if [ -n "$(APD_USER)" ] && ! id -u $(APD_USER) >/dev/null 2>&1; then \
