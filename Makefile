@@ -16,7 +16,7 @@ ARGS ?=
 PYTHON  ?= $(shell /usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1 && echo /usr/bin/python3 || echo python3)
 
 .PHONY: run test venv venv-ldap venv-mysql-c venv-dev deps debian-deps bench lint conf check-config init-db clean install uninstall \
-        wblist-admin greylisting-admin throttle-admin cleanup-db spf-to-greylist-whitelists
+        wblist-admin greylisting-admin throttle-admin cleanup-db spf-to-greylist-whitelists senderscore-admin
 
 # What `make run` needs: apd and the SQL drivers, all wheels (no compiler, no Debian package).
 $(VENV)/.installed: setup.py
@@ -94,6 +94,9 @@ cleanup-db: venv
 spf-to-greylist-whitelists: venv
 	$(VENV)/bin/apd-spf-to-greylist-whitelists $(ARGS)
 
+senderscore-admin: venv
+	$(VENV)/bin/apd-senderscore-admin $(ARGS)
+
 # Regenerate the documented sample settings file from apd/settings.py (REGISTRY).
 conf: venv
 	$(PY) -m apd.sample > conf/settings.py.sample
@@ -110,7 +113,7 @@ UNITDIR  ?= /etc/systemd/system
 APD_USER ?= apd
 EXTRAS   ?= mysql,pgsql
 comma    := ,
-COMMANDS := apd apd-wblist-admin apd-greylisting-admin apd-throttle-admin apd-cleanup-db apd-spf-to-greylist-whitelists
+COMMANDS := apd apd-wblist-admin apd-greylisting-admin apd-throttle-admin apd-cleanup-db apd-spf-to-greylist-whitelists apd-senderscore-admin
 
 # With mysql in EXTRAS it also tries the C MySQL driver (mysqlclient), which compiles: without
 # libmariadb-dev and pkg-config it says so and apd runs on PyMySQL.

@@ -24,6 +24,7 @@ setup(
             "apd-greylisting-admin = admin.greylisting_admin:main",
             "apd-throttle-admin = admin.throttle_admin:main",
             "apd-cleanup-db = admin.cleanup_db:main",
+            "apd-senderscore-admin = admin.senderscore_admin:main",
         ]
     },
 )

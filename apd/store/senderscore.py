@@ -6,7 +6,14 @@ rows carry the time 4102444799). apd-cleanup-db removes rows older than SENDERSC
 
 from __future__ import annotations
 
-from apd.store.base import Database
+from typing import Sequence
+
+from apd.store.base import Database, in_list
+
+# senderscore_admin's rows: a perfect score dated 2099-12-31 23:59:59 UTC, which no cache
+# expiry (apd-cleanup-db, SENDERSCORE_CACHE_DAYS) ever reaches.
+WHITELISTED_SCORE = 100
+WHITELISTED_TIME = 4102444799
 
 
 class SenderscoreCache:
@@ -31,3 +38,15 @@ class SenderscoreCache:
 
     def save(self, client_address: str, score: int, now: int) -> None:
         self.db.execute(self._save, (client_address, score, now))
+
+    def whitelist(self, client_addresses: Sequence[str]) -> None:
+        """Replace the rows of these clients with the never-expiring score of 100, in one transaction."""
+        with self.db.transaction() as db:
+            db.execute(
+                f"DELETE FROM senderscore_cache WHERE client_address IN ({in_list(client_addresses)})",
+                tuple(client_addresses),
+            )
+            db.execute_many(
+                "INSERT INTO senderscore_cache (client_address, score, time) VALUES (%s, %s, %s)",
+                [(address, WHITELISTED_SCORE, WHITELISTED_TIME) for address in client_addresses],
+            )

@@ -24,6 +24,7 @@ COMMANDS = [
     "apd-throttle-admin",
     "apd-cleanup-db",
     "apd-spf-to-greylist-whitelists",
+    "apd-senderscore-admin",
 ]
 
 
