@@ -128,5 +128,6 @@ class Throttle(Check):
                     counted.refused.tid,
                     counted.refused.key,
                     now,
+                    counted.refused.period,
                 )
             )

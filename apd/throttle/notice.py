@@ -71,6 +71,7 @@ class QuotaEvent:
     tid: int  # the rejecting rule's throttle_tracking row is (tid, tracking_account)
     tracking_account: str
     now: int
+    period: int = 0  # the counter's window, to create its row when the first message is rejected
 
 
 @dataclass(frozen=True)
@@ -225,7 +226,7 @@ class QuotaNotices:
             self.failures.failed(f"{MAX_IN_FLIGHT} notices are still waiting for the mail system")
             return False
         try:
-            claimed = claim_notice(self.db, event.tid, event.tracking_account, event.now)
+            claimed = claim_notice(self.db, event.tid, event.tracking_account, event.now, event.period)
         except StoreError as exc:
             self.failures.failed(f"claiming one failed: {exc}")
             claimed = False

@@ -84,6 +84,34 @@ def test_concurrent_claims_one_winner_per_window(schema_store):
     assert T0 + PERIOD + 2 <= row[0] < T0 + PERIOD + 12
 
 
+def _first_claimer(settings, tid: int, barrier, results) -> None:
+    store = open_store(settings)
+    barrier.wait()
+    won = sum(claim_notice(store.iredapd, tid, USER, T0 + i % 10, PERIOD) for i in range(PER_PROCESS))
+    store.close()
+    results.put(won)
+
+
+@pytest.mark.servers
+def test_rejection_before_any_counter_row_claims_one_notice(schema_store):
+    """max_msgs = 0 or a first message over max_quota is refused before the counter has a row:
+    the claim creates it (nothing counted), and of 8 x 50 simultaneous claims exactly one wins."""
+    db = schema_store.iredapd
+    tid = add_tracking_row(db)
+    db.execute("DELETE FROM throttle_tracking")
+    assert claim_notice(db, tid, USER, T0) is False  # without the period a missing row still loses
+    assert db.query("SELECT id FROM throttle_tracking") == []
+    schema_store.close()
+    assert sum(run_processes(_first_claimer, schema_store.settings, tid)) == 1
+    rows = db.query(
+        "SELECT tid, account, period, cur_msgs, cur_quota, init_time, last_notify_time FROM throttle_tracking"
+    )
+    assert len(rows) == 1
+    tid_, account, period, msgs, quota, init_time, notified = rows[0]
+    assert (tid_, account, period, msgs, quota) == (tid, USER, PERIOD, 0, 0)
+    assert T0 <= init_time <= notified < T0 + 10
+
+
 def _notifier(settings, tid: int, barrier, results) -> None:
     store = open_store(settings)
     notices = QuotaNotices(settings, store.iredapd)
