@@ -17,7 +17,7 @@ import time
 from collections import deque
 from typing import Any, Callable, Protocol
 
-from apd.log_escape import escape_controls
+from apd.log_escape import escape_controls, escaped_traceback
 
 STDERR_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 SYSLOG_FORMAT = "apd[%(process)d]: %(message)s"
@@ -36,11 +36,18 @@ class DecisionWriter(Protocol):
 
 class EscapingFormatter(logging.Formatter):
     """Control characters in a message become ``\\xNN``: a value a client chose, logged anywhere,
-    cannot start a line of its own. A traceback appended after the message keeps its lines."""
+    cannot start a line of its own. A traceback appended after the message keeps its lines; the
+    exception texts in it are escaped the same way."""
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         record.message = escape_controls(record.message)
         return super().formatMessage(record)
+
+    def formatException(self, ei) -> str:
+        exc_type, exc, tb = ei
+        if exc_type is None or exc is None:
+            return super().formatException(ei)
+        return escaped_traceback(exc_type, exc, tb)
 
 
 class StderrHandler(logging.StreamHandler):

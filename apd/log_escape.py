@@ -12,6 +12,8 @@ bytes.translate in C: ~0.35 us for a 330-character line, where str.isprintable t
 from __future__ import annotations
 
 import re
+import traceback
+from types import TracebackType
 
 # C0, DEL, C1, and the Unicode line and paragraph separators (str.splitlines and some log
 # viewers break lines there too)
@@ -29,3 +31,27 @@ def escape_controls(text: str) -> str:
     if text.isascii() and not text.encode("ascii").translate(None, _PRINTABLE_ASCII):
         return text  # nothing is left once the printable characters are dropped
     return _CONTROLS.sub(_hex, text)
+
+
+def escaped_traceback(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> str:
+    """The traceback ``logging`` would print, with each exception's own text escaped.
+
+    The frames (file names, line numbers, source lines) are apd's and keep their lines; an
+    exception's message may carry a client's value (``KeyError('<recipient>')``), so a newline
+    in it becomes ``\\x0a`` instead of a line that looks like one of apd's log lines."""
+    return "".join(_exception_lines(traceback.TracebackException(exc_type, exc, tb))).rstrip("\n")
+
+
+def _exception_lines(te: traceback.TracebackException) -> list[str]:
+    lines: list[str] = []
+    if te.__cause__ is not None:
+        lines += _exception_lines(te.__cause__)
+        lines.append("\nThe above exception was the direct cause of the following exception:\n\n")
+    elif te.__context__ is not None and not te.__suppress_context__:
+        lines += _exception_lines(te.__context__)
+        lines.append("\nDuring handling of the above exception, another exception occurred:\n\n")
+    if te.stack:
+        lines.append("Traceback (most recent call last):\n")
+        lines += te.stack.format()
+    lines.append(escape_controls("".join(te.format_exception_only()).rstrip("\n")) + "\n")
+    return lines

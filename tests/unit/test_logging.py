@@ -80,6 +80,41 @@ def test_messages_through_the_handlers_are_escaped_but_a_traceback_keeps_its_lin
     assert lines[-1] == "ValueError: boom"
 
 
+def test_a_client_value_in_an_exception_cannot_start_a_log_line(monkeypatch) -> None:
+    """An exception text carries what a client sent (KeyError('<recipient>')): escaped in the
+    traceback, whose own lines stay, for the chained exception too."""
+    stream = io.StringIO()
+    monkeypatch.setattr("sys.stderr", stream)
+    logger = only_handler(StderrHandler(), "apd.test_escaped_traceback")
+    try:
+        try:
+            raise KeyError(f"x@example.com\n{FORGED}")
+        except KeyError as exc:
+            raise RuntimeError(f"lookup of \x1b[31m{FORGED}") from exc
+    except RuntimeError:
+        logger.exception("check failed")
+    lines = stream.getvalue().splitlines()
+    assert lines[0].endswith("ERROR check failed")
+    assert not any(line.startswith(FORGED[:10]) for line in lines)
+    assert f"KeyError: 'x@example.com\\n{FORGED}'" in lines  # repr() of a KeyError escapes already
+    assert lines[-1] == f"RuntimeError: lookup of \\x1b[31m{FORGED}"
+    assert lines.count("Traceback (most recent call last):") == 2
+    assert "The above exception was the direct cause of the following exception:" in lines
+    assert any(
+        line.startswith('  File "') and line.endswith("in test_a_client_value_in_an_exception_cannot_start_a_log_line")
+        for line in lines
+    )
+
+    stream.truncate(0)
+    stream.seek(0)
+    try:
+        raise ValueError(f"bad\n{FORGED}")
+    except ValueError:
+        logger.exception("again")
+    lines = stream.getvalue().splitlines()
+    assert lines[-1] == f"ValueError: bad\\x0a{FORGED}"
+
+
 def only_handler(handler: logging.Handler, name: str) -> logging.Logger:
     logger = logging.getLogger(name)
     logger.handlers[:] = [handler]
