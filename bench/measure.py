@@ -11,7 +11,7 @@ from typing import Any, Iterator, Sequence
 
 from bench.database import DATABASE_KEY, Snapshot
 from bench.loadgen import LoadResult, Payload, run_load
-from bench.servers import ApdServer, NullServer, cpu_seconds, peak_rss_kib
+from bench.servers import ApdServer, NullServer, cpu_seconds, peak_rss_kib, pss_kib
 from tests.helpers.policy_client import rcpt, request_bytes
 
 PERSISTENT, CHURN = "persistent", "churn"
@@ -43,6 +43,7 @@ class Measured:
     label: str
     rows: list[Row] = field(default_factory=list)
     rss_kib: dict[int, int] = field(default_factory=dict)  # pid -> peak RSS; the first pid is the master
+    pss_kib: dict[int, int] = field(default_factory=dict)  # pid -> PSS at the end; the first pid is the master
     note: str = ""
     statements: str = ""  # SQL statements per request, when the scenario counts them
 
@@ -78,6 +79,7 @@ def measure_cell(server: Any, cell: Cell, options: Options, request: Payload) ->
 def finish(measured: Measured, server: Any) -> Measured:
     """Peak memory and the replies seen, once the cells have run."""
     measured.rss_kib = peak_rss_kib(server.pid)
+    measured.pss_kib = pss_kib(server.pid)
     replies = {row.result.first_reply.decode(errors="replace") for row in measured.rows if row.result.first_reply}
     measured.note = ", ".join(sorted(replies))
     if not any(row.result.replies for row in measured.rows) and hasattr(server, "log_tail"):

@@ -102,6 +102,16 @@ def format_memory(results: list[Measured]) -> str:
             f"  {m.label}: master {master / 1024:.1f} MiB, {len(workers)} workers max {biggest / 1024:.1f} MiB each, "
             f"sum {sum(m.rss_kib.values()) / 1024:.1f} MiB"
         )
+    lines.append("PSS at the end (smaps_rollup; shared pages divided among the processes sharing them):")
+    for m in results:
+        if not m.pss_kib:
+            continue
+        pids = list(m.pss_kib)
+        master, workers = m.pss_kib[pids[0]], [m.pss_kib[p] for p in pids[1:]]
+        lines.append(
+            f"  {m.label}: master {master / 1024:.1f} MiB, {len(workers)} workers "
+            f"{sum(workers) / 1024:.1f} MiB, total {sum(m.pss_kib.values()) / 1024:.1f} MiB"
+        )
     return "\n".join(lines)
 
 

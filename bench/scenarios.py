@@ -207,6 +207,24 @@ for _kind, _name in (("mysql", "mariadb"), ("pgsql", "pgsql")):
     )
 
 
+# Issue 12's target table: the same stack at C=10/50/200 on each database.
+STACK_CELLS = (Cell(PERSISTENT, 10), Cell(PERSISTENT, 50), Cell(PERSISTENT, 200))
+for _kind, _label in (("mysql", "default-stack"), ("pgsql", "default-stack-pgsql")):
+    SCENARIOS.append(
+        Scenario(
+            _label,
+            IREDMAIL_DEFAULT,
+            cells=STACK_CELLS,
+            environment=_iredmail_environment(_kind),
+            mix=_iredmail_mix(),
+            statements=_iredmail_profile,
+            default=False,
+            doc=f"issue 12's table: iredmail-default-{'mariadb' if _kind == 'mysql' else 'pgsql'} at 10, 50 and "
+            "200 connections (the mix's END-OF-MESSAGE quarter runs throttle)",
+        )
+    )
+
+
 def by_label(label: str) -> Scenario:
     for scenario in SCENARIOS:
         if scenario.label == label:

@@ -126,3 +126,18 @@ def cpu_seconds(pid: int) -> float:
         fields = stat.rsplit(")", 1)[1].split()  # the command name may hold spaces
         total += int(fields[11]) + int(fields[12])  # utime, stime
     return total / CLOCK_TICKS
+
+
+def pss_kib(pid: int) -> dict[int, int]:
+    """Proportional set size (KiB, /proc/<pid>/smaps_rollup) of ``pid`` and each descendant: a
+    page shared by n processes counts 1/n in each, so the sum is what the server really holds."""
+    found = {}
+    for each in process_tree(pid):
+        try:
+            rollup = Path(f"/proc/{each}/smaps_rollup").read_text()
+        except OSError:
+            continue
+        for line in rollup.splitlines():
+            if line.startswith("Pss:"):
+                found[each] = int(line.split()[1])
+    return found
