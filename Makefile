@@ -16,7 +16,8 @@ ARGS ?=
 PYTHON  ?= $(shell /usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1 && echo /usr/bin/python3 || echo python3)
 
 .PHONY: run test venv venv-ldap venv-mysql-c venv-dev deps debian-deps bench lint conf check-config init-db clean install uninstall \
-        wblist-admin greylisting-admin throttle-admin cleanup-db spf-to-greylist-whitelists senderscore-admin
+        wblist-admin greylisting-admin throttle-admin cleanup-db spf-to-greylist-whitelists senderscore-admin \
+        migrate-cluebringer-greylisting migrate-cluebringer-throttle fix-throttle-priority
 
 # What `make run` needs: apd and the SQL drivers, all wheels (no compiler, no Debian package).
 $(VENV)/.installed: setup.py
@@ -97,6 +98,15 @@ spf-to-greylist-whitelists: venv
 senderscore-admin: venv
 	$(VENV)/bin/apd-senderscore-admin $(ARGS)
 
+migrate-cluebringer-greylisting: venv
+	$(VENV)/bin/apd-migrate-cluebringer-greylisting $(ARGS)
+
+migrate-cluebringer-throttle: venv
+	$(VENV)/bin/apd-migrate-cluebringer-throttle $(ARGS)
+
+fix-throttle-priority: venv
+	$(VENV)/bin/apd-fix-throttle-priority $(ARGS)
+
 # Regenerate the documented sample settings file from apd/settings.py (REGISTRY).
 conf: venv
 	$(PY) -m apd.sample > conf/settings.py.sample
@@ -113,7 +123,8 @@ UNITDIR  ?= /etc/systemd/system
 APD_USER ?= apd
 EXTRAS   ?= mysql,pgsql
 comma    := ,
-COMMANDS := apd apd-wblist-admin apd-greylisting-admin apd-throttle-admin apd-cleanup-db apd-spf-to-greylist-whitelists apd-senderscore-admin
+COMMANDS := apd apd-wblist-admin apd-greylisting-admin apd-throttle-admin apd-cleanup-db apd-spf-to-greylist-whitelists apd-senderscore-admin \
+            apd-migrate-cluebringer-greylisting apd-migrate-cluebringer-throttle apd-fix-throttle-priority
 
 # With mysql in EXTRAS it also tries the C MySQL driver (mysqlclient), which compiles: without
 # libmariadb-dev and pkg-config it says so and apd runs on PyMySQL.

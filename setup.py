@@ -25,6 +25,9 @@ setup(
             "apd-throttle-admin = admin.throttle_admin:main",
             "apd-cleanup-db = admin.cleanup_db:main",
             "apd-senderscore-admin = admin.senderscore_admin:main",
+            "apd-migrate-cluebringer-greylisting = admin.migrate_cluebringer_greylisting:main",
+            "apd-migrate-cluebringer-throttle = admin.migrate_cluebringer_throttle:main",
+            "apd-fix-throttle-priority = admin.fix_throttle_priority:main",
         ]
     },
 )

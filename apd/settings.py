@@ -467,6 +467,8 @@ BY_NAME: dict[str, Setting] = {s.name: s for s in REGISTRY}
 # Names that sample plugins read; accepted without a warning, passed through as they are.
 PASS_THROUGH = frozenset(
     {"CUSTOM_RELAY_DEFAULT_RELAY", "SPAM_TRAP_ACCOUNTS", "SPAM_TRAP_SMTP_ACTION", "SPAM_TRAP_BLOCK_SENDER"}
+    # where the Cluebringer migration tools find Cluebringer's database (admin/cluebringer.py)
+    | {f"cluebringer_db_{part}" for part in ("dialect", "host", "port", "name", "user", "password")}
 )
 OBSOLETE = frozenset(
     {

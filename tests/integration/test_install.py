@@ -25,6 +25,9 @@ COMMANDS = [
     "apd-cleanup-db",
     "apd-spf-to-greylist-whitelists",
     "apd-senderscore-admin",
+    "apd-migrate-cluebringer-greylisting",
+    "apd-migrate-cluebringer-throttle",
+    "apd-fix-throttle-priority",
 ]
 
 
