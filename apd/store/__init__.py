@@ -66,6 +66,13 @@ class Store:
         return ThrottleCounters(self.iredapd)
 
     @cached_property
+    def srs_exclusions(self):
+        """iredapd.srs_exclude_domains (apd/store/srs.py)."""
+        from apd.store.srs import SrsExclusions
+
+        return SrsExclusions(self.iredapd)
+
+    @cached_property
     def senderscore(self):
         """iredapd.senderscore_cache (apd/store/senderscore.py)."""
         from apd.store.senderscore import SenderscoreCache
