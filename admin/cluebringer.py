@@ -2,9 +2,10 @@
 
 Where it is comes from flags, else from the settings file's ``cluebringer_db_*`` names (the
 constants iRedAPD's scripts asked admins to edit), else the defaults below; the password from
-``$CLUEBRINGER_DB_PASSWORD``, ``--password-file`` or ``cluebringer_db_password``, never from a
-flag (``ps`` would show it). The dialect is iRedAPD's: PostgreSQL with backend ``pgsql``, MySQL
-otherwise, unless ``--dialect`` says. Only SELECTs are sent there.
+``--password``, ``--password-file``, ``$CLUEBRINGER_DB_PASSWORD`` or ``cluebringer_db_password``
+(the flag is for a one-off run: ``ps`` shows it). The dialect is iRedAPD's: PostgreSQL with
+backend ``pgsql``, MySQL otherwise, unless ``--dialect`` (``--backend``) says. Only SELECTs are
+sent there.
 """
 
 from __future__ import annotations
@@ -44,12 +45,23 @@ class SourceError(Exception):
 
 def add_source_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("Cluebringer database (default: cluebringer_db_* in the settings file)")
-    group.add_argument("--dialect", choices=sorted(DEFAULT_PORTS), help="mysql or pgsql (default: as apd's backend)")
+    group.add_argument(
+        "--dialect", "--backend", choices=sorted(DEFAULT_PORTS), help="mysql or pgsql (default: as apd's backend)"
+    )
     group.add_argument("--host", help="server address (default 127.0.0.1)")
     group.add_argument("--port", type=int, help="server port (default 3306, or 5432 for pgsql)")
     group.add_argument("--database", help="database name (default cluebringer)")
-    group.add_argument("--user", help="user name (default root)")
-    group.add_argument("--password-file", metavar="FILE", help=f"read the password from FILE (or ${PASSWORD_ENV})")
+    group.add_argument("--user", help="user name (default cluebringer)")
+    group.add_argument("--password", help=f"the password (visible in ps: prefer --password-file or ${PASSWORD_ENV})")
+    group.add_argument("--password-file", metavar="FILE", help="read the password from the first line of FILE")
+
+
+def chosen(flag: str | None, setting: Any, default: str) -> str:
+    """The flag, else the setting, else the default; one given empty stays empty, so that it is
+    reported as incomplete (as iRedAPD's empty constant was) instead of quietly replaced."""
+    if flag is not None:
+        return flag
+    return default if setting is None else str(setting)
 
 
 def source_from(args: argparse.Namespace, settings: Any, environ: dict[str, str] | None = None) -> Source:
@@ -60,8 +72,8 @@ def source_from(args: argparse.Namespace, settings: Any, environ: dict[str, str]
     )
     if dialect not in DEFAULT_PORTS:
         raise SourceError(f"cluebringer_db_dialect must be mysql or pgsql, not {dialect!r}")
-    password = environ.get(PASSWORD_ENV, "")
-    if args.password_file:
+    password = args.password or environ.get(PASSWORD_ENV, "")
+    if args.password_file and not args.password:
         try:
             with open(args.password_file, encoding="utf-8") as handle:
                 password = handle.readline().rstrip("\r\n")
@@ -76,10 +88,10 @@ def source_from(args: argparse.Namespace, settings: Any, environ: dict[str, str]
         raise SourceError(f"the Cluebringer database port must be 1-65535, not {port}")
     return Source(
         dialect=dialect,
-        host=str(args.host or settings.get("cluebringer_db_host") or "127.0.0.1"),
+        host=chosen(args.host, settings.get("cluebringer_db_host"), "127.0.0.1"),
         port=port,
-        name=str(args.database or settings.get("cluebringer_db_name") or "cluebringer"),
-        user=str(args.user or settings.get("cluebringer_db_user") or "root"),
+        name=chosen(args.database, settings.get("cluebringer_db_name"), "cluebringer"),
+        user=chosen(args.user, settings.get("cluebringer_db_user"), "cluebringer"),
         password=str(password or settings.get("cluebringer_db_password") or ""),
     )
 

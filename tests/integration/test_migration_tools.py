@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from admin.cluebringer import PASSWORD_ENV
+from tests.helpers.apd_process import free_port, settings_text
 from tests.helpers.sql_server import PASSWORD
 from tests.integration.greylisting_backends import open_backend
 
@@ -202,6 +203,44 @@ def test_incomplete_or_wrong_credentials(backend):
     bad_port = tool(backend, "migrate_cluebringer_throttle", "--port", "0")
     assert bad_port.returncode == 2 and "port must be 1-65535" in bad_port.stderr
     assert greylisting_rows(backend) == [] and throttle_rows(backend) == []
+
+
+def assert_refused(done: subprocess.CompletedProcess, naming: str = "") -> None:
+    assert done.returncode == 1, done.stdout
+    assert "<<< ERROR >>> " in done.stderr and naming in done.stderr and "Traceback" not in done.stderr
+
+
+def test_missing_tables_refused_connection_and_bad_flags(backend):
+    backend.server.execute("DROP TABLE quotas_limits", database=SOURCE_DB)
+    by_flags = [*backend.source_flags, "--password", PASSWORD]  # and the dialect by iRedAPD's word
+    assert_refused(
+        tool(backend, "migrate_cluebringer_throttle", *by_flags, "--backend", backend.kind, password=None),
+        "quotas_limits",
+    )
+    backend.server.execute("DROP TABLE greylisting_whitelist", database=SOURCE_DB)
+    missing = tool(backend, "migrate_cluebringer_greylisting", *backend.source_flags)
+    assert_refused(missing, "greylisting_whitelist")
+    assert "+ Enabled global greylisting." in missing.stdout  # what came before the missing table stays
+    assert_refused(tool(backend, "migrate_cluebringer_greylisting", *backend.source_flags, "--port", str(free_port())))
+    for flags, message in (
+        (["--dialect", "oracle"], "invalid choice: 'oracle'"),
+        (["--port", "abc"], "invalid int value: 'abc'"),
+        (["--host"], "expected one argument"),
+    ):
+        bad = tool(backend, "migrate_cluebringer_greylisting", *flags)
+        assert bad.returncode == 2 and message in bad.stderr and "Traceback" not in bad.stderr
+    assert throttle_rows(backend) == []
+
+
+def test_fix_on_a_database_without_the_throttle_table(backend, tmp_path):
+    """Connected, but the query fails: iRedAPD's 'An error occurred' and exit 255."""
+    settings = tmp_path / "cluebringer-as-iredapd.py"
+    settings.write_text(settings_text(dict(backend.values, iredapd_db_name=SOURCE_DB)))
+    out = subprocess.run(
+        [sys.executable, "-m", "admin.fix_throttle_priority", "-c", str(settings)], capture_output=True, text=True
+    )
+    assert out.returncode == 255
+    assert out.stdout.startswith("ERROR: An error occurred: ") and "Traceback" not in out.stderr
 
 
 def test_fix_without_a_database(tmp_path):

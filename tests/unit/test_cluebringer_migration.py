@@ -71,20 +71,35 @@ def test_setting_values_leave_the_other_limits_inherited():
 
 
 def args(**given):
-    values = dict(dialect=None, host=None, port=None, database=None, user=None, password_file=None)
+    values = dict(dialect=None, host=None, port=None, database=None, user=None, password=None, password_file=None)
     values.update(given)
     return argparse.Namespace(**values)
 
 
 def test_source_from_flags_environment_and_settings(tmp_path):
     settings = defaults().replace(backend="pgsql", cluebringer_db_host="db.example.com", cluebringer_db_password="s")
-    assert source_from(args(), settings, {}) == Source("pgsql", "db.example.com", 5432, "cluebringer", "root", "s")
+    assert source_from(args(), settings, {}) == Source(
+        "pgsql", "db.example.com", 5432, "cluebringer", "cluebringer", "s"
+    )
     assert source_from(args(), settings, {PASSWORD_ENV: "env"}).password == "env"
     secret = tmp_path / "pw"
     secret.write_text("from-file\n")
     chosen = source_from(args(dialect="mysql", host="h", port=3307, user="u", password_file=str(secret)), settings, {})
     assert chosen == Source("mysql", "h", 3307, "cluebringer", "u", "from-file")
     assert not source_from(args(), defaults(), {}).complete()  # no password anywhere
+    assert not source_from(args(host=""), settings, {}).complete()
+    assert not source_from(args(), settings.replace(cluebringer_db_user=""), {}).complete()
+
+
+def test_password_flag_comes_first(tmp_path):
+    secret = tmp_path / "pw"
+    secret.write_text("from-file\n")
+    settings = defaults().replace(cluebringer_db_password="setting")
+    environ = {PASSWORD_ENV: "env"}
+    assert source_from(args(password="flag", password_file=str(secret)), settings, environ).password == "flag"
+    assert source_from(args(password_file=str(secret)), settings, environ).password == "from-file"
+    assert source_from(args(), settings, environ).password == "env"
+    assert source_from(args(), settings, {}).password == "setting"
 
 
 @pytest.mark.parametrize(
