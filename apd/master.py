@@ -17,7 +17,8 @@ from typing import Any, Callable
 from apd import checks as check_registry
 from apd import settings as settings_module
 from apd.privileges import become
-from apd.server import bind_listeners
+from apd.server import POLICY, bind_listeners
+from apd.srs import service as srs_service
 from apd.store import resolve_paths
 from apd.worker import Worker
 
@@ -66,6 +67,7 @@ class Master:
         self.planned = planned
         raise_open_files_limit()
         self.listeners = bind_listeners(self.settings.listen_address, self.settings.listen_port)
+        self.listeners += bind_srs_listeners(self.settings)
         prepare_store(self.settings)
         self.pid_file = write_pid_file(self.settings.pid_file) if self.settings.pid_file else None
         preload_for_account(self.settings, self.settings_path)
@@ -129,7 +131,9 @@ class Master:
 
     def _log_start(self) -> None:
         names = ", ".join(f"{p.name}({p.priority})" for p in self.planned) or "(none)"
-        addresses = ", ".join(f"{s.server_address[0]}:{s.server_address[1]}" for s in self.listeners)
+        addresses = ", ".join(
+            f"{s.server_address[0]}:{s.server_address[1]}" for s in self.listeners if s.service == POLICY
+        )
         log.info(
             "Starting apd (backend: %s), listening on %s with %d workers; checks: %s",
             self.settings.backend,
@@ -306,6 +310,31 @@ class Master:
         self.reconfigure_logging(settings)
         self.previous = None
         self.fast_deaths = 0
+
+
+def bind_srs_listeners(settings: Any) -> list[Any]:
+    """The two tcp_table ports of SRS, when the settings enable it (srs.md §1), with
+    iRedAPD's log lines."""
+    if not srs_service.enabled(settings):
+        log.info("No SRS domain and/or secret strings in settings.py, not loaded.")
+        return []
+    srs_service.server_hostname()  # asked once, before the workers fork
+    bound = []
+    try:
+        for service, port, name in (
+            (srs_service.FORWARD, settings.srs_forward_port, "sender"),
+            (srs_service.REVERSE, settings.srs_reverse_port, "recipient"),
+        ):
+            listeners = bind_listeners(settings.listen_address, port, service)
+            bound += listeners
+            for listener in listeners:
+                host, bound_port = listener.server_address[:2]
+                log.info("Starting SRS %s rewriting channel, listening on %s:%s", name, host, bound_port)
+    except OSError:
+        for listener in bound:
+            listener.server_close()
+        raise
+    return bound
 
 
 def trial_build(settings: Any, planned: list[Any]) -> str | None:

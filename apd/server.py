@@ -21,13 +21,18 @@ OUTBOX_LIMIT = 1 << 20
 ANSWERS_PER_TURN = 16  # then the other ready connections get their turn
 
 
+POLICY = "policy"  # the service of the policy port; the SRS ports name theirs (apd/srs/service.py)
+
+
 class PolicyListener(socketserver.TCPServer):
-    """Only binds and listens; the workers accept from it in their own selector loops."""
+    """Only binds and listens; the workers accept from it in their own selector loops.
+    ``service`` says which protocol its connections speak."""
 
     allow_reuse_address = True
     request_queue_size = LISTEN_BACKLOG
 
-    def __init__(self, address: tuple[str, int]):
+    def __init__(self, address: tuple[str, int], service: str = POLICY):
+        self.service = service
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         super().__init__(address, socketserver.BaseRequestHandler, bind_and_activate=False)
         if self.address_family == socket.AF_INET6:
@@ -47,11 +52,11 @@ def listen_addresses(listen_address: str) -> list[str]:
     return [part for part in listen_address.replace(",", " ").split() if part]
 
 
-def bind_listeners(listen_address: str, port: int) -> list[PolicyListener]:
+def bind_listeners(listen_address: str, port: int, service: str = POLICY) -> list[PolicyListener]:
     listeners = []
     try:
         for address in listen_addresses(listen_address):
-            listeners.append(PolicyListener((address.strip("[]"), port)))
+            listeners.append(PolicyListener((address.strip("[]"), port), service))
     except OSError:
         for listener in listeners:
             listener.server_close()
@@ -83,10 +88,23 @@ class Connection:
         "closing",
         "answered",
         "events",
+        "service",
+        "encode",
     )
 
-    def __init__(self, sock: socket.socket, peer: Any, reader: RequestReader, now: float, request_timeout: float):
+    def __init__(
+        self,
+        sock: socket.socket,
+        peer: Any,
+        reader: RequestReader,
+        now: float,
+        request_timeout: float,
+        service: str = POLICY,
+        encode: Callable[[Any], bytes] = format_reply,
+    ):
         self.sock = sock
+        self.service = service  # the listener's: which answer its requests get
+        self.encode = encode  # an answer as the reply bytes of this protocol
         self.peer = peer
         self.reader = reader
         self.request_timeout = request_timeout
@@ -146,7 +164,7 @@ class Connection:
             self.closing = Drop("protocol error", str(reader.error))
         return None
 
-    def answer_pending(self, answer: Callable[[PolicyRequest], str | None], now: float) -> Drop | None:
+    def answer_pending(self, answer: Callable[[Any], Any], now: float) -> Drop | None:
         """Answer up to ANSWERS_PER_TURN pending requests while the outbox has room, then send."""
         pending = self.pending
         replies = []
@@ -159,7 +177,7 @@ class Connection:
                 pending.clear()
                 self.closing = Drop("protocol error", "request without protocol_state")
                 break
-            replies.append(format_reply(action))
+            replies.append(self.encode(action))
             self.answered += 1
             if not request.empty:
                 self.last_active = now

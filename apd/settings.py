@@ -152,6 +152,22 @@ def _listen_address(value: Any) -> str:
     return text
 
 
+def _srs_secrets(value: Any) -> tuple[str, ...]:
+    secrets = _str_list(value)
+    if not all(secrets):
+        raise ValueError("an SRS secret cannot be empty")
+    return secrets
+
+
+def _srs_domain(value: Any) -> str:
+    from apd.address import is_valid_domain
+
+    domain = _str(value).strip()
+    if domain and not is_valid_domain(domain):
+        raise ValueError(f"{domain!r} is not a domain name")
+    return domain
+
+
 def _str_list(value: Any) -> tuple[str, ...]:
     if isinstance(value, (list, tuple, set)) and all(isinstance(v, str) for v in value):
         return tuple(value)
@@ -317,8 +333,8 @@ REGISTRY: tuple[Setting, ...] = (
     _S("log_level", _choice(*_LOG_LEVELS), "info", "Logging level."),
     _S("backend", _choice("sqlite", "mysql", "pgsql", "ldap"), "sqlite", "Account backend."),
     _S("plugins", _str_list, DEFAULT_PLUGINS, "Enabled checks (iRedAPD plugin names)."),
-    _S("srs_secrets", _str_list, (), "SRS HMAC secrets; the first signs."),
-    _S("srs_domain", _str, "", "Domain used in SRS-rewritten addresses."),
+    _S("srs_secrets", _srs_secrets, (), "SRS HMAC secrets; the first signs."),
+    _S("srs_domain", _srs_domain, "", "Domain used in SRS-rewritten addresses."),
     # apd additions
     _S("workers", _nonneg_int("a worker count"), 0, "Worker processes; 0 means 2 x CPUs."),
     _S(
@@ -561,6 +577,23 @@ def settings_path(cli_path: str | None) -> str | None:
     return None
 
 
+def srs_problems(values: dict[str, Any], lines: dict[str, int], path: str) -> tuple[list[str], list[str]]:
+    """(problems, warnings) of the SRS settings. SRS runs with both a secret and its domain, on
+    ports of its own. One without the other leaves SRS off with a warning (srs.md §8 would fail
+    the file, but an iRedAPD settings.py written that way must still load)."""
+    secrets, domain = values.get("srs_secrets"), values.get("srs_domain")
+    if not secrets and not domain:
+        return [], []
+    where = f"{path}:{lines.get('srs_domain' if domain else 'srs_secrets', 0)}"
+    if not secrets or not domain:
+        given, missing = ("srs_domain", "srs_secrets") if domain else ("srs_secrets", "srs_domain")
+        return [], [f"{where}: {given} is set but {missing} is empty: SRS stays off until both are set"]
+    ports = [values.get("listen_port"), values.get("srs_forward_port"), values.get("srs_reverse_port")]
+    if len(set(ports)) < 3:
+        return [f"{where}: listen_port, srs_forward_port and srs_reverse_port must differ (they are {ports})"], []
+    return [], []
+
+
 def load(path: str | None) -> Settings:
     """Load a settings file over the defaults; raise ConfigError listing every problem."""
     if path is None:
@@ -593,6 +626,9 @@ def parse(text: str | bytes, path: str = "<settings>") -> Settings:
             values[name] = setting.convert(value)
         except (ValueError, OverflowError) as exc:
             problems.append(f"{where}: {name} = {brief(value)}: {exc}")
+    srs_errors, srs_warnings = srs_problems(values, lines, path)
+    problems += srs_errors
+    warnings += srs_warnings
     if problems:
         raise ConfigError(problems)
     mynetworks = network_warnings(values["MYNETWORKS"], values["ENABLE_ALL_WILDCARD_IP"])

@@ -19,7 +19,9 @@ from apd.decision_log import DecisionWriter, decision_writer
 from apd.drop_log import DropLog
 from apd.policy import Policy, describe
 from apd.protocol import PolicyRequest, RequestReader, lacks_protocol_state
-from apd.server import Connection, Drop
+from apd.server import POLICY, Connection, Drop
+from apd.srs import table as srs_table
+from apd.srs.service import build_service
 from apd.store import open_store, resolve_paths
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,7 @@ class Worker:
         self.decisions: DecisionWriter | None = None  # the INFO line per decision, see apd/decision_log.py
         self.store: Any = None
         self.checks: list[Any] = []
+        self.srs: Any = None  # the SRS services, when the settings enable them
 
     def run(self) -> int:
         wake_r, wake_w = socket.socketpair()
@@ -106,6 +109,7 @@ class Worker:
         self.settings, self.planned = settings, planned
         self.store, self.checks = store, checks
         self.policy = Policy(checks, settings, store)
+        self.srs = build_service(settings, store)
         self.request_timeout = settings.REQUEST_TIMEOUT
         self.delimiters = tuple(settings.RECIPIENT_DELIMITERS)
         self.decisions = decision_writer(log)
@@ -259,8 +263,21 @@ class Worker:
                 else:
                     log.warning("accept failed: %s", exc)
                 return
-            reader = RequestReader(delimiters=self.delimiters)
-            conn = Connection(sock, peer, reader, time.monotonic(), self.request_timeout)
+            service = getattr(listener, "service", POLICY)
+            if service == POLICY:
+                conn = Connection(
+                    sock, peer, RequestReader(delimiters=self.delimiters), time.monotonic(), self.request_timeout
+                )
+            else:  # an SRS port: Postfix's tcp_table lines
+                conn = Connection(
+                    sock,
+                    peer,
+                    srs_table.LineReader(),
+                    time.monotonic(),
+                    self.request_timeout,
+                    service=service,
+                    encode=srs_table.encode_reply,
+                )
             self.connections[conn.fileno()] = conn
             conn.events = READ
             self.selector.register(sock, READ, conn)
@@ -292,7 +309,9 @@ class Worker:
     def _work(self, conn: Connection) -> None:
         """Answer what is pending (a turn's worth), then watch for what the connection needs next."""
         try:
-            drop = conn.answer_pending(self._answer, time.monotonic())
+            drop = conn.answer_pending(
+                self._answer if conn.service == POLICY else self._srs_answer(conn), time.monotonic()
+            )
         except Exception:  # a bug outside the checks: lose this connection, not the worker's others
             log.exception("connection from %s closed: unexpected error", conn.peer_address)
             drop = Drop("internal error", quiet=True)
@@ -316,6 +335,12 @@ class Worker:
 
     def _answer(self, request: PolicyRequest) -> str | None:
         return answer(self.policy, self.decisions, request, time.time())
+
+    def _srs_answer(self, conn: Connection) -> Callable[[Any], Any]:
+        srs, service = self.srs, conn.service
+        if srs is None:  # a reload turned SRS off; its ports stay bound until a restart
+            return lambda request: srs_table.Reply(srs_table.TRY_AGAIN, "SRS is not configured")
+        return lambda request: srs.answer(service, request.line, time.time())
 
     def _expire(self, now: float) -> None:
         for conn in list(self.connections.values()):

@@ -13,14 +13,16 @@ forwarded unrewritten or the check counted the domain as not local and rewrote a
 from __future__ import annotations
 
 import logging
+import socket
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from functools import lru_cache
+from typing import Any, Callable, Sequence
 
 from apd.address import is_email
 from apd.errors import StoreError
 from apd.log_escape import escape_controls
 from apd.srs.codec import Srs, SrsError, is_srs_address
-from apd.srs.table import FOUND, MAX_LINE, NOT_FOUND, TRY_AGAIN, encode_text, requested_key
+from apd.srs.table import FOUND, MAX_LINE, NOT_FOUND, TRY_AGAIN, Reply, encode_text, requested_key
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +36,6 @@ IS_EXCLUDED = "Domain is explicitly excluded, bypassed."
 NOT_SRS = "Not a valid SRS address, bypassed."
 STORE_DOWN = "Error database unavailable, try again later"
 TOO_LONG = "Rewritten address too long, bypassed."
-
-
-@dataclass(frozen=True)
-class Reply:
-    code: str
-    text: str = ""
 
 
 def exclusion_candidates(domain: str) -> list[str]:
@@ -110,3 +106,28 @@ class SrsService:
             return Reply(NOT_FOUND)
         log.info("[srs][recipient]  reversed: %s -> %s", escape_controls(address), escape_controls(original))
         return Reply(FOUND, original)
+
+
+def enabled(settings: Any) -> bool:
+    """The SRS ports run when both a secret and the SRS domain are set (settings.py refuses one
+    without the other)."""
+    return bool(settings.srs_secrets) and bool(settings.srs_domain)
+
+
+@lru_cache(maxsize=1)
+def server_hostname() -> str:
+    """``socket.getfqdn()``, asked once per process (the master asks before forking workers)."""
+    return socket.getfqdn()
+
+
+def build_service(settings: Any, store: Any) -> SrsService | None:
+    if not enabled(settings):
+        return None
+    accounts = store.accounts
+    return SrsService(
+        Srs(list(settings.srs_secrets)),
+        settings.srs_domain,
+        server_hostname(),
+        lambda domain: accounts.is_local_domain(domain, include_alias=True, include_backupmx=True),
+        store.srs_exclusions.any_listed,
+    )

@@ -9,12 +9,19 @@ reads a reply value the same way: keys are decoded here (iRedAPD did not, so suc
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes
 
 from apd.protocol import ProtocolError
 
 MAX_LINE = 4096  # bytes, newline included: tcp_table's bound, for requests and replies alike
 FOUND, NOT_FOUND, TRY_AGAIN = "200", "500", "400"
+
+
+@dataclass(frozen=True)
+class Reply:
+    code: str
+    text: str = ""
 
 
 class TableRequest:
@@ -96,3 +103,7 @@ def format_reply(code: str, text: str) -> bytes:
             cut -= 1
         encoded = encoded[:cut]
     return f"{code} {encoded}\n".encode("ascii")
+
+
+def encode_reply(reply: Reply) -> bytes:
+    return format_reply(reply.code, reply.text)

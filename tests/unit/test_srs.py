@@ -11,14 +11,8 @@ import pytest
 
 from apd.errors import StoreError
 from apd.srs.codec import Srs, SrsError, is_srs_address, timestamp, valid_timestamps
-from apd.srs.service import (
-    FORWARD,
-    REVERSE,
-    Reply,
-    SrsService,
-    exclusion_candidates,
-)
-from apd.srs.table import LineReader, encode_text, format_reply, requested_key
+from apd.srs.service import FORWARD, REVERSE, SrsService, exclusion_candidates
+from apd.srs.table import LineReader, Reply, encode_text, format_reply, requested_key
 
 NOW = 1_764_806_400.0  # 2025-12-04 00:00:00 UTC: day 20426
 SECRET = "s3cret"
@@ -228,3 +222,20 @@ def test_a_store_outage_asks_postfix_to_try_again():
 def test_an_address_too_long_to_rewrite_is_not_rewritten():
     reply = service(Lookups()).answer(FORWARD, "get " + "a" * 4070 + "@orig.com", NOW)
     assert reply == Reply("500", "Rewritten address too long, bypassed.")
+
+
+def test_srs_settings_are_checked():
+    from apd import settings as settings_module
+
+    both = settings_module.parse("srs_secrets = ['a']\nsrs_domain = 'srs.example.com'\n")
+    assert both.srs_secrets == ("a",) and not both.warnings
+    half = settings_module.parse("srs_secrets = ['a']\n")  # an iRedAPD file may say so: it loads, SRS off
+    assert any("SRS stays off until both are set" in w for w in half.warnings)
+    for text, problem in (
+        ("srs_secrets = ['a']\nsrs_domain = 'srs.example.com'\nsrs_reverse_port = 7777\n", "must differ"),
+        ("srs_secrets = ['']\n", "cannot be empty"),
+        ("srs_domain = 'not a domain'\n", "is not a domain name"),
+    ):
+        with pytest.raises(settings_module.ConfigError) as caught:
+            settings_module.parse(text)
+        assert problem in caught.value.problems[0]
