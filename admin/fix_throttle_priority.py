@@ -16,10 +16,9 @@ import argparse
 import sys
 from typing import Callable, Iterator, Sequence
 
-from admin.common import add_config_option, load_settings
+from admin.common import add_config_option, load_settings, open_tool_store
 from apd.errors import StoreError
 from apd.log_escape import escape_controls
-from apd.store import open_store
 from apd.store.base import Database
 from apd.throttle.rules import specificity
 
@@ -65,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     settings = load_settings(args.config)
     try:
-        store = open_store(settings)
+        store = open_tool_store(settings)  # SQLite: its tables made on first use
     except StoreError:
         print(NO_DATABASE)
         return EXIT_NO_DATABASE

@@ -253,3 +253,13 @@ def test_fix_without_a_database(tmp_path):
         [sys.executable, "-m", "admin.fix_throttle_priority", "-c", str(settings)], capture_output=True, text=True
     )
     assert (out.returncode, out.stdout) == (1, "ERROR: Failed to connect to iredapd database.\n")
+
+
+def test_fix_on_a_new_sqlite_store(tmp_path):
+    """The embedded store's tables are made on first use, as by the other tools (was: exit 255)."""
+    settings = tmp_path / "settings.py"
+    settings.write_text(settings_text({"backend": "sqlite", "sqlite_db_path": str(tmp_path / "apd.sqlite3")}))
+    out = subprocess.run(
+        [sys.executable, "-m", "admin.fix_throttle_priority", "-c", str(settings)], capture_output=True, text=True
+    )
+    assert (out.returncode, out.stdout) == (0, "No throttle settings, no need to fix. Skip.\n")
