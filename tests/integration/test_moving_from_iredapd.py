@@ -5,6 +5,10 @@ and every row keeps its meaning."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import socket
 import time
 
 import pytest
@@ -29,7 +33,32 @@ PLUGINS = [
 ]
 
 
-def iredapd_settings(server, port: int, nameserver: str) -> str:
+SRS_SECRET = "iRedMail-generated-secret"
+SRS_DOMAIN = "mx.example.com"
+
+
+def srs0_as_iredapd_writes_it(address: str, unix_time: float) -> str:
+    """srslib's SRS0 (srs.md §6), computed here independently of apd's codec."""
+    local, host = address.split("@")
+    day = int(unix_time) // 86400
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+    stamp = alphabet[(day >> 5) & 31] + alphabet[day & 31]
+    mac = hmac.new(SRS_SECRET.encode(), (stamp + host + local).lower().encode(), hashlib.sha1).digest()
+    return f"SRS0={base64.b64encode(mac).decode()[:4]}={stamp}={host}={local}@{SRS_DOMAIN}"
+
+
+def table_lookup(port: int, key: str) -> str:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(f"get {key}\n".encode())
+        reply = b""
+        while not reply.endswith(b"\n"):
+            chunk = sock.recv(4096)
+            assert chunk
+            reply += chunk
+    return reply.decode().rstrip("\n")
+
+
+def iredapd_settings(server, port: int, nameserver: str, srs_ports: tuple[int, int]) -> str:
     """settings.py as iRedMail's installer writes it for iRedAPD on MariaDB, plus two lines a
     test needs (its own port; DNS never leaves the machine)."""
     lines = [
@@ -41,6 +70,10 @@ def iredapd_settings(server, port: int, nameserver: str) -> str:
         "log_level = 'info'",
         "backend = 'mysql'",
         f"plugins = {PLUGINS!r}",
+        f"srs_forward_port = '{srs_ports[0]}'",
+        f"srs_reverse_port = '{srs_ports[1]}'",
+        f"srs_domain = '{SRS_DOMAIN}'",
+        f"srs_secrets = ['{SRS_SECRET}']",
     ]
     for db in ("vmail", "amavisd", "iredapd"):
         lines += [
@@ -125,9 +158,10 @@ def test_apd_takes_over_iredapds_database_and_settings(mariadb_server, dns_serve
     tables_before = sorted(server.tables(iredapd))
     sessions_before = server.query("SELECT * FROM smtp_sessions ORDER BY id", database=iredapd)
 
-    port = free_port()
+    port, srs_ports = free_port(), (free_port(), free_port())
     proc = ApdProcess(tmp_path / "apd", listen_port=port)
-    proc.settings_path.write_text(iredapd_settings(server, port, dns_server.nameserver))  # iRedAPD's file, as it is
+    settings_text = iredapd_settings(server, port, dns_server.nameserver, srs_ports)
+    proc.settings_path.write_text(settings_text)  # iRedAPD's file, as it is
     proc.start()
     try:
         with proc.client() as client:
@@ -160,6 +194,11 @@ def test_apd_takes_over_iredapds_database_and_settings(mariadb_server, dns_serve
             assert client.ask(**outbound) == "DUNNO"  # 4
             assert client.ask(**outbound) == "DUNNO"  # 5: the limit
             assert client.ask(**outbound) == replies.REJECT_QUOTA_EXCEEDED
+        # SRS: a bounce to an address iRedAPD rewrote last week goes back; a new rewrite is iRedAPD's
+        rewritten_before = srs0_as_iredapd_writes_it("carol@orig.example", now - 7 * 86400)
+        assert table_lookup(srs_ports[1], rewritten_before) == "200 carol@orig.example"
+        expected_now = srs0_as_iredapd_writes_it("carol@orig.example", time.time())
+        assert table_lookup(srs_ports[0], "carol@orig.example") == f"200 {expected_now}"
     finally:
         proc.stop()
     log = proc.log()
