@@ -14,6 +14,7 @@ import time
 import pytest
 
 from apd import replies
+from apd.settings import DEFAULT_PLUGINS
 from tests.helpers.apd_process import ApdProcess, free_port
 from tests.helpers.policy_client import rcpt
 from tests.helpers.sql_server import PASSWORD
@@ -22,15 +23,7 @@ pytestmark = pytest.mark.servers
 
 GREY = "451 4.7.1 Intentional policy rejection, please try again later"
 USER = "user@example.com"
-PLUGINS = [
-    "reject_null_sender",
-    "wblist_rdns",
-    "reject_sender_login_mismatch",
-    "greylisting",
-    "throttle",
-    "amavisd_wblist",
-    "sql_alias_access_policy",
-]
+PLUGINS = list(DEFAULT_PLUGINS)  # iRedMail's list, written out in the file as iRedMail does
 
 
 SRS_SECRET = "iRedMail-generated-secret"
