@@ -7,7 +7,8 @@ setup(
     packages=find_packages(include=["apd", "apd.*", "admin"]),
     package_data={"apd.store": ["ddl/*.sql", "ddl/*/*.sql"]},
     python_requires=">=3.9",
-    install_requires=["dnspython>=2.0", "py-radix==1.1.0"],
+    # prometheus_client: its multiprocess mode sums the prefork workers' metrics (METRICS_LISTEN)
+    install_requires=["dnspython>=2.0", "py-radix==1.1.0", "prometheus_client>=0.17"],
     extras_require={
         "mysql": ["PyMySQL>=1.0"],
         # the C driver, used when installed (it compiles: libmariadb-dev pkg-config); PyMySQL stays the fallback

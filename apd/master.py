@@ -15,7 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from apd import checks as check_registry
+from apd import metrics
 from apd import settings as settings_module
+from apd.metrics.exposition import MetricsServer, MultiprocessFolder, parse_listen
+from apd.metrics.recorder import PrometheusRecorder
 from apd.privileges import become
 from apd.server import POLICY, bind_listeners
 from apd.srs import service as srs_service
@@ -59,6 +62,7 @@ class Master:
     # After a reload: the previous (settings, planned), started again if new workers keep dying.
     previous: tuple[Any, list[Any]] | None = None
     announced: bool = False  # READY=1 sent to systemd
+    metrics_server: Any = None  # the METRICS_LISTEN listener (apd/metrics/exposition.py), when set
 
     def run(self) -> int:
         planned, warnings = check_registry.plan(self.settings)
@@ -68,10 +72,16 @@ class Master:
         raise_open_files_limit()
         self.listeners = bind_listeners(self.settings.listen_address, self.settings.listen_port)
         self.listeners += bind_srs_listeners(self.settings)
+        self.metrics_server = bind_metrics(self.settings.METRICS_LISTEN)
         prepare_store(self.settings)
         self.pid_file = write_pid_file(self.settings.pid_file) if self.settings.pid_file else None
         preload_for_account(self.settings, self.settings_path)
         drop_privileges(self.settings.run_as_user)
+        if self.metrics_server is not None:
+            # after the privilege drop: the folder belongs to the account the workers write as
+            self.metrics_server.folder = MultiprocessFolder()
+            metrics.install(PrometheusRecorder())
+            log.info("Serving metrics on http://%s/metrics", self.metrics_server.address)
         self._log_start()
         self.wake_r, self.wake_w = os.pipe()
         self.ready_r, self.ready_w = os.pipe()
@@ -80,6 +90,8 @@ class Master:
         self.selector = selectors.DefaultSelector()
         self.selector.register(self.wake_r, selectors.EVENT_READ)
         self.selector.register(self.ready_r, selectors.EVENT_READ)
+        if self.metrics_server is not None:
+            self.metrics_server.start(self.selector)
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
         for signum in HANDLED_SIGNALS:
             signal.signal(signum, self._record_signal)
@@ -92,6 +104,10 @@ class Master:
             return exc.exit_code
         finally:
             self._close_listeners()
+            if self.metrics_server is not None:
+                self.metrics_server.close()
+                if self.metrics_server.folder is not None:
+                    self.metrics_server.folder.remove()
             if self.pid_file:
                 try:
                     os.unlink(self.pid_file)
@@ -103,7 +119,11 @@ class Master:
 
     def _loop(self) -> int:
         while True:
-            self.selector.select(0.5)
+            for key, mask in self.selector.select(0.5):
+                if key.data is not None and self.metrics_server is not None:
+                    self.metrics_server.handle(key, mask)
+            if self.metrics_server is not None:
+                self.metrics_server.expire(time.monotonic())
             _drain(self.wake_r)
             self._read_ready()
             if not self.announced and any(w.ready for w in self.workers.values()):
@@ -163,6 +183,8 @@ class Master:
             try:
                 signal.set_wakeup_fd(-1)
                 self.selector.close()
+                if self.metrics_server is not None:
+                    self.metrics_server.forget()  # the master's sockets, not the worker's
                 for fd in (self.wake_r, self.wake_w, self.ready_r):
                     os.close(fd)
                 worker = Worker(
@@ -181,6 +203,7 @@ class Master:
                 os._exit(code)
         self.workers[pid] = WorkerInfo(pid, time.monotonic())
         signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
+        metrics.recorder().workers(len(self.workers))
 
     def _read_ready(self) -> None:
         data = _drain(self.ready_r)
@@ -201,6 +224,7 @@ class Master:
                 log.error("worker %d has not answered for %.0f s; killing it", info.pid, timeout)
                 _kill(info.pid, signal.SIGKILL)
                 info.kill_at = float("inf")
+                metrics.recorder().worker_restart()
 
     def _reap(self) -> None:
         while True:
@@ -211,10 +235,12 @@ class Master:
             if pid == 0:
                 return
             info = self.workers.pop(pid, None)
+            self._worker_gone(pid)
             if info is None or info.kill_at is not None:
                 continue  # a retired or stopping worker has left
             code = os.waitstatus_to_exitcode(status)
             log.error("worker %d exited (%s); starting a replacement", pid, _describe_exit(code))
+            metrics.recorder().worker_restart()
             if time.monotonic() - info.started >= FAST_DEATH_SECONDS:
                 self.fast_deaths = 0
                 continue
@@ -225,6 +251,12 @@ class Master:
                 self._roll_back()
                 continue
             raise HaltServer("workers die right after starting; see the errors above", EX_BOOT_LOOP)
+
+    def _worker_gone(self, pid: int) -> None:
+        """Its live gauges leave the metrics (what it counted stays in the totals)."""
+        if self.metrics_server is not None and self.metrics_server.folder is not None:
+            self.metrics_server.folder.mark_dead(pid)
+            metrics.recorder().workers(len(self.workers))
 
     def _ask_to_stop(self, pids: list[int]) -> None:
         deadline = time.monotonic() + STOP_TIMEOUT
@@ -310,6 +342,14 @@ class Master:
         self.reconfigure_logging(settings)
         self.previous = None
         self.fast_deaths = 0
+
+
+def bind_metrics(listen: str) -> MetricsServer | None:
+    """The metrics listener when METRICS_LISTEN names one (settings.py has checked the form)."""
+    if not listen:
+        return None
+    host, port = parse_listen(listen)
+    return MetricsServer(host, port)
 
 
 def bind_srs_listeners(settings: Any) -> list[Any]:

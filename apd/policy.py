@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
-from apd import replies
+from apd import metrics, replies
 from apd.checks.base import Check
 from apd.context import RequestContext
 from apd.errors import StoreUnavailable
@@ -58,6 +58,8 @@ class Policy:
         self.trusted = TrustedClients(settings.MYNETWORKS, settings.ENABLE_ALL_WILDCARD_IP)
         self.failure_action = settings.STORE_FAILURE_ACTION
         self.sessions = SessionQueue(store)
+        # (check name, seconds) of each check run, when metrics are on; None keeps the loop bare
+        self.check_timer: Callable[[str, float], None] | None = None
 
     def decide(self, request: PolicyRequest, now: float | None = None) -> Decision:
         started = time.perf_counter()
@@ -73,20 +75,25 @@ class Policy:
             return replies.NO_ENABLED_PLUGINS, ""
         state = request.protocol_state
         ctx = RequestContext(request, self.store, self.trusted, now)
+        timer = self.check_timer
         for check in self.checks:
             if state not in check.states:
                 continue
+            started = time.perf_counter() if timer is not None else 0.0
             try:
                 result = check.check(request, ctx)
             except StoreUnavailable as exc:
                 # the store logs each outage once; per request this is only debug detail
                 log.debug("check %s skipped: %s", check.name, exc)
                 if not self.failure_action.startswith("DUNNO"):
+                    metrics.recorder().failsafe(getattr(exc, "database", "other"))
                     return self.failure_action, check.name
                 continue
             except Exception:
                 log.exception("<!> Error while applying plugin '%s' (counted as DUNNO)", check.name)
                 continue
+            if timer is not None:
+                timer(check.name, time.perf_counter() - started)
             if result is None:
                 continue  # no opinion: the common case
             if not isinstance(result, str):

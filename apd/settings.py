@@ -168,6 +168,19 @@ def _srs_domain(value: Any) -> str:
     return domain
 
 
+def _metrics_listen(value: Any) -> str:
+    from apd.metrics.exposition import parse_listen
+
+    text = _str(value).strip()
+    if text:
+        host, _ = parse_listen(text)
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(f"expected an IP address and port such as '127.0.0.1:9177', not {text!r}") from None
+    return text
+
+
 def _str_list(value: Any) -> tuple[str, ...]:
     if isinstance(value, (list, tuple, set)) and all(isinstance(v, str) for v in value):
         return tuple(value)
@@ -350,6 +363,12 @@ REGISTRY: tuple[Setting, ...] = (
         30.0,
         "Seconds a client may take to send a policy request (from its first byte) or to read a reply;"
         " a slower client is dropped. Between requests a connection may idle for Postfix's 300 s.",
+    ),
+    _S(
+        "METRICS_LISTEN",
+        _metrics_listen,
+        "",
+        "Address ('127.0.0.1:9177', '[::1]:9177') of the Prometheus metrics listener; empty = off.",
     ),
     _S("sqlite_db_path", _str, "", "SQLite database file for backend 'sqlite' (default: a state dir)."),
     _S("DNS_NAMESERVERS", _nameservers, (), "Nameservers ('ip' or 'ip:port') for every DNS lookup."),

@@ -24,6 +24,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
+from apd import metrics
 from apd.address import is_domain
 from apd.settings import split_host_port
 
@@ -299,14 +300,18 @@ class DnsQuery:
         import dns.exception
         import dns.resolver
 
+        count = metrics.recorder().dns_query
         try:
             resolver = self._get_resolver()
             answer = resolver.resolve(name, rdtype, lifetime=lifetime, search=False, raise_on_no_answer=False)
         except dns.resolver.NXDOMAIN as exc:
+            count("nxdomain")
             responses = list(exc.responses().values()) if hasattr(exc, "responses") else []
             return DnsAnswer((), _negative_ttl(responses[0] if responses else None))
         except (dns.exception.DNSException, OSError, ValueError) as exc:
+            count("timeout" if isinstance(exc, dns.exception.Timeout) else "failure")
             raise DnsFailure(f"{rdtype} {name}: {exc.__class__.__name__}") from exc
+        count("answer")
         if answer.rrset is None:
             return DnsAnswer((), _negative_ttl(answer.response))
         return DnsAnswer(tuple(_rdata_text(rdtype, rdata) for rdata in answer.rrset), float(answer.rrset.ttl))
@@ -516,6 +521,7 @@ class SpfEvaluator:
         if remaining <= 0:
             if walk.complete:
                 log.info("SPF: time budget (%.1fs) used up before %s %s", self.time_budget, rdtype, name)
+                metrics.recorder().spf_budget_exhausted()
             walk.complete = False
             return None
         lifetime = min(self.query_timeout, remaining)

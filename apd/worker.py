@@ -14,6 +14,7 @@ import time
 from typing import Any, Callable
 
 from apd import checks as check_registry
+from apd import metrics
 from apd import settings as settings_module
 from apd.decision_log import DecisionWriter, decision_writer
 from apd.drop_log import DropLog
@@ -39,6 +40,7 @@ ACCEPT_PER_WAKEUP = 1
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
 BACKGROUND_GRACE = 3.0  # a quota notice being sent (a daemon thread) may finish when the worker stops
 READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
+NO_METRICS = metrics.NullRecorder()
 
 
 class Worker:
@@ -69,6 +71,7 @@ class Worker:
         self.store: Any = None
         self.checks: list[Any] = []
         self.srs: Any = None  # the SRS services, when the settings enable them
+        self.metrics = metrics.recorder()  # the master's, inherited: a no-op unless METRICS_LISTEN is set
 
     def run(self) -> int:
         wake_r, wake_w = socket.socketpair()
@@ -109,6 +112,10 @@ class Worker:
         self.settings, self.planned = settings, planned
         self.store, self.checks = store, checks
         self.policy = Policy(checks, settings, store)
+        if self.metrics.enabled:
+            self.policy.check_timer = self.metrics.check_time
+            for database in store.databases():
+                database.on_error = self.metrics.store_error
         self.srs = build_service(settings, store)
         self.request_timeout = settings.REQUEST_TIMEOUT
         self.delimiters = tuple(settings.RECIPIENT_DELIMITERS)
@@ -223,6 +230,9 @@ class Worker:
                     return
                 self._expire(now)
                 self.drops.sweep(now)
+                if self.metrics.enabled:
+                    idle = sum(1 for conn in self.connections.values() if not conn.busy())
+                    self.metrics.connections(len(self.connections), idle)
 
     def _flush(self) -> None:
         if self.decisions is not None:
@@ -334,7 +344,7 @@ class Worker:
             self.backlog.add(conn)
 
     def _answer(self, request: PolicyRequest) -> str | None:
-        return answer(self.policy, self.decisions, request, time.time())
+        return answer(self.policy, self.decisions, request, time.time(), self.metrics)
 
     def _srs_answer(self, conn: Connection) -> Callable[[Any], Any]:
         srs, service = self.srs, conn.service
@@ -360,16 +370,25 @@ class Worker:
         self.backlog.discard(conn)
         if drop is not None and not drop.quiet:
             self.drops.record(conn.peer_address, drop.reason, drop.detail, time.monotonic())
+            self.metrics.drop(drop.reason)
         conn.close()
 
 
-def answer(policy: Policy, decisions: DecisionWriter | None, request: PolicyRequest, now: float) -> str | None:
+def answer(
+    policy: Policy,
+    decisions: DecisionWriter | None,
+    request: PolicyRequest,
+    now: float,
+    recorder: metrics.Recorder = NO_METRICS,
+) -> str | None:
     """The action for one request; its decision line and session row are queued (written after
     the reply, see Worker._flush). None: close without a reply."""
     if lacks_protocol_state(request):
         return None
     decision = policy.decide(request, now)
     if not request.empty:
+        if recorder.enabled:  # like the decision line: an empty request (a probe) is not counted
+            recorder.request(request.protocol_state, decision.check, decision.action, decision.millis / 1000)
         if decisions is not None:  # None when INFO is off: skip building the line too
             decisions.write(describe(request, decision), now)
         if not request.invalid_reply:

@@ -116,6 +116,9 @@ class Database:
         self._retry_at = 0.0
         self._backoff = BACKOFF_FIRST
         self._in_transaction = False
+        # (database, kind) of each error, when metrics are on (the worker sets it)
+        self.on_error: Callable[[str, str], None] | None = None
+        self.name = label.split(" ", 1)[0].split(":", 1)[0]  # vmail, amavisd, iredapd or sqlite
 
     # --- connection management
 
@@ -124,19 +127,31 @@ class Database:
             return self._conn
         now = self._clock()
         if self._down_since is not None and now < self._retry_at:
-            raise StoreUnavailable(f"database {self.label} is unavailable (retrying in {self._retry_at - now:.1f}s)")
+            raise self._error(
+                StoreUnavailable, f"is unavailable (retrying in {self._retry_at - now:.1f}s)", "unavailable"
+            )
         try:
             conn = self.dialect.connect()
             self.dialect.prepare_connection(conn)
         except Exception as exc:  # any driver error while connecting is an outage
             self._mark_down(exc)
-            raise StoreUnavailable(f"database {self.label} is unavailable: {exc}") from exc
+            raise self._error(StoreUnavailable, f"is unavailable: {exc}", "unavailable") from exc
         if self._down_since is not None:
             log.warning("database %s is reachable again", self.label)
         self._down_since = None
         self._backoff = BACKOFF_FIRST
         self._conn = conn
         return conn
+
+    def _error(self, kind_of_error: type[StoreError], text: str, kind: str) -> StoreError:
+        """The exception to raise, naming this database (``database``: for the fail-safe count),
+        and reported to ``on_error`` when metrics are on."""
+        separator = "" if text.startswith(":") else " "
+        error = kind_of_error(f"database {self.label}{separator}{text}")
+        error.database = self.name  # type: ignore[attr-defined]
+        if self.on_error is not None:
+            self.on_error(self.name, kind)
+        return error
 
     def _mark_down(self, exc: BaseException) -> None:
         if self._down_since is None:
@@ -194,10 +209,10 @@ class Database:
                     if kind == "unavailable" and attempt + 1 < attempts and self._down_since is None:
                         continue
                     self._mark_down(exc)
-                    raise StoreUnavailable(f"database {self.label} is unavailable: {_one_line(exc)}") from exc
+                    raise self._error(StoreUnavailable, f"is unavailable: {_one_line(exc)}", kind) from exc
                 if kind == "conflict":  # in a transaction (or twice): the caller may run it all again
-                    raise Conflict(f"database {self.label}: {_one_line(exc)}") from exc
-                raise StoreError(f"database {self.label}: {_one_line(exc)}") from exc
+                    raise self._error(Conflict, f": {_one_line(exc)}", kind) from exc
+                raise self._error(StoreError, f": {_one_line(exc)}", kind) from exc
         raise AssertionError("unreachable")
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:

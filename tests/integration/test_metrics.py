@@ -1,0 +1,165 @@
+"""Prometheus metrics of a real apd (METRICS_LISTEN): every counter after a known mix of requests
+over several workers, a killed worker's live series gone while the totals stay, off by default,
+a bad address refused, and a hostile scraper that costs the policy answers nothing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.helpers.apd_process import ROOT, free_port
+from tests.helpers.policy_client import PolicyClient, rcpt
+
+CONNECTIONS = 10
+REJECTED, PASSED, END_OF_MESSAGE = 5, 5, 3  # per connection
+
+
+def scrape(port: int) -> dict[tuple[str, frozenset], float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        assert answer.status == 200
+        text = answer.read().decode()
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(samples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def total(samples, name: str, **labels: str) -> float:
+    wanted = set(labels.items())
+    return sum(v for (n, got), v in samples.items() if n == name and wanted <= got)
+
+
+def pids_of(samples, name: str) -> set[str]:
+    return {dict(labels)["pid"] for (n, labels), _ in samples.items() if n == name and "pid" in dict(labels)}
+
+
+@pytest.fixture
+def metered(apd_factory):
+    port = free_port()
+    proc = apd_factory(workers=2, plugins=["reject_null_sender"], METRICS_LISTEN=f"127.0.0.1:{port}")
+    proc.metrics_port = port
+    proc.wait_for_log("Serving metrics on http://127.0.0.1:")
+    return proc
+
+
+def send_known_mix(proc) -> list[PolicyClient]:
+    clients = []
+    for _ in range(CONNECTIONS):
+        clients.append(proc.client())
+        time.sleep(0.02)  # each idle worker takes one new client: they spread over both
+    for client in clients:
+        for _ in range(REJECTED):
+            assert client.ask(**rcpt(sender="", sasl_username="u@example.com")).startswith("REJECT")
+        for _ in range(PASSED):
+            assert client.ask(**rcpt()) == "DUNNO"
+        for _ in range(END_OF_MESSAGE):
+            assert client.ask(**rcpt(protocol_state="END-OF-MESSAGE")) == "DUNNO"
+    with proc.client() as breach:  # a line over 4 KiB: a protocol breach, the connection dropped
+        breach.send_raw(b"x" * 5000)
+        with pytest.raises(ConnectionError):
+            breach.read_reply()
+    return clients
+
+
+def test_counters_match_what_was_sent_and_a_killed_workers_series_go(metered):
+    clients = send_known_mix(metered)
+    time.sleep(2.5)  # the workers report their connections once a second
+    samples = scrape(metered.metrics_port)
+    sent = CONNECTIONS * (REJECTED + PASSED + END_OF_MESSAGE)
+    assert value(samples, "apd_requests_total", state="RCPT", check="reject_null_sender", action="REJECT") == (
+        CONNECTIONS * REJECTED
+    )
+    assert value(samples, "apd_requests_total", state="RCPT", check="none", action="DUNNO") == CONNECTIONS * PASSED
+    assert value(samples, "apd_requests_total", state="END-OF-MESSAGE", check="none", action="DUNNO") == (
+        CONNECTIONS * END_OF_MESSAGE
+    )
+    assert total(samples, "apd_requests_total") == sent  # nothing else was counted
+    assert value(samples, "apd_request_duration_seconds_count") == sent
+    assert value(samples, "apd_check_duration_seconds_count", check="reject_null_sender") == CONNECTIONS * (
+        REJECTED + PASSED
+    )  # a RCPT check: not asked at END-OF-MESSAGE
+    assert value(samples, "apd_connection_drops_total", reason="protocol error") == 1
+    assert total(samples, "apd_workers") == 2
+    workers = pids_of(samples, "apd_connections")
+    assert len(workers) == 2, samples  # both workers serve and report
+    assert total(samples, "apd_connections", state="open") == CONNECTIONS
+    assert total(samples, "apd_connections", state="idle") == CONNECTIONS
+    assert total(samples, "apd_store_errors_total") == 0 and total(samples, "apd_worker_restarts_total") == 0
+
+    victim = int(sorted(workers)[0])
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 15
+    while victim in metered.worker_pids() or len(metered.worker_pids()) < 2:
+        assert time.monotonic() < deadline, "no replacement worker"
+        time.sleep(0.1)
+    time.sleep(1.5)
+    after = scrape(metered.metrics_port)
+    assert str(victim) not in pids_of(after, "apd_connections")  # its live series are gone
+    assert value(after, "apd_worker_restarts_total") == 1
+    assert total(after, "apd_requests_total") == sent  # what it counted stays in the totals
+    assert total(after, "apd_workers") == 2
+    for client in clients:
+        client.close()
+
+
+def test_off_by_default(apd_factory):
+    port = free_port()
+    proc = apd_factory(plugins=["reject_null_sender"])
+    assert "Serving metrics" not in proc.log()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+
+
+@pytest.mark.parametrize("listen", ["9177", "localhost:9177", "127.0.0.1:0", "127.0.0.1:99999", "[::1]"])
+def test_a_bad_address_stops_start_up_with_the_reason(tmp_path, listen):
+    settings = tmp_path / "settings.py"
+    settings.write_text(f"METRICS_LISTEN = {listen!r}\nbackend = 'sqlite'\nsqlite_db_path = '{tmp_path}/a.db'\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "apd", "-c", str(settings), "--check-config"],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
+    assert done.returncode == 78, done
+    assert "METRICS_LISTEN" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_hostile_scraper_costs_the_policy_answers_nothing(metered):
+    silent = socket.create_connection(("127.0.0.1", metered.metrics_port), timeout=10)  # sends nothing
+    slow = socket.create_connection(("127.0.0.1", metered.metrics_port), timeout=10)
+    slow.sendall(b"GET /met")
+    unread = socket.create_connection(("127.0.0.1", metered.metrics_port), timeout=10)
+    unread.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+    unread.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")  # and never read
+    with metered.client() as client:
+        for _ in range(50):
+            started = time.monotonic()
+            assert client.ask(**rcpt()) == "DUNNO"
+            assert time.monotonic() - started < 0.5
+    assert value(scrape(metered.metrics_port), "apd_requests_total", state="RCPT", check="none", action="DUNNO") == 50
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"http://127.0.0.1:{metered.metrics_port}/other", timeout=5)
+    assert refused.value.code == 404
+    for sock in (silent, slow, unread):
+        sock.close()
+
+
+def test_a_silent_scraper_is_closed_after_its_timeout(metered):
+    silent = socket.create_connection(("127.0.0.1", metered.metrics_port), timeout=10)
+    started = time.monotonic()
+    assert silent.recv(10) == b""  # closed by the master, not by us
+    assert 4 < time.monotonic() - started < 8
