@@ -96,7 +96,7 @@ class PrometheusRecorder(Recorder):
             ("reason",),
         )
         self._workers = Gauge(
-            "apd_workers", "Worker processes running.", multiprocess_mode="liveall", registry=registry
+            "apd_workers", "Worker processes running.", multiprocess_mode="livemax", registry=registry
         )
         self._restarts = counter("apd_worker_restarts_total", "Workers that died or hung and were replaced.")
 

@@ -163,3 +163,24 @@ def test_a_silent_scraper_is_closed_after_its_timeout(metered):
     started = time.monotonic()
     assert silent.recv(10) == b""  # closed by the master, not by us
     assert 4 < time.monotonic() - started < 8
+
+
+def test_store_errors_and_fail_safe_answers_by_database(apd_factory):
+    dead, port = free_port(), free_port()
+    proc = apd_factory(
+        backend="mysql",
+        plugins=["greylisting"],
+        SQL_QUERY_TIMEOUT=1,
+        STORE_FAILURE_ACTION="451 4.3.0 Temporary failure",
+        METRICS_LISTEN=f"127.0.0.1:{port}",
+        **{f"{db}_db_port": dead for db in ("vmail", "amavisd", "iredapd")},
+        **{f"{db}_db_password": "x" for db in ("vmail", "amavisd", "iredapd")},
+    )
+    with proc.client() as client:
+        for _ in range(3):
+            assert client.ask(**rcpt()) == "451 4.3.0 Temporary failure"
+    samples = scrape(port)
+    # greylisting asks vmail first (is the recipient's domain local?): that is the database down
+    assert value(samples, "apd_failsafe_answers_total", database="vmail") == 3
+    assert value(samples, "apd_requests_total", state="RCPT", check="greylisting", action="451") == 3
+    assert value(samples, "apd_store_errors_total", database="vmail", kind="unavailable") == 3
