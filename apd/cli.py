@@ -82,6 +82,11 @@ def destination_of(handler: logging.Handler) -> tuple[Any, int] | None | str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["explain"]:  # a subcommand: apd explain [-c FILE] ...
+        from apd.explain.command import main as explain
+
+        return explain(argv[1:])
     args = parser().parse_args(argv)
     if args.print_sample:
         from apd.sample import render

@@ -1,0 +1,69 @@
+"""apd explain: rebuilding the request from attribute lines, flags and Postfix log lines."""
+
+from __future__ import annotations
+
+import pytest
+
+from apd.explain.request import RequestError, from_attribute_lines, from_flags, from_log_line
+
+GREYLISTED = (
+    "Dec  4 23:10:01 mx postfix/smtpd[1234]: NOQUEUE: reject: RCPT from mail.example.net[192.0.2.10]: "
+    "451 4.7.1 <user@example.com>: Recipient address rejected: Intentional policy rejection, please try again "
+    "later; from=<someone@example.net> to=<user@example.com> proto=ESMTP helo=<mail.example.net>"
+)
+
+
+def test_attribute_lines_end_at_the_blank_line_and_get_smtpd_defaults():
+    attrs = from_attribute_lines(["protocol_state=RCPT\n", "sender=a@example.net\r\n", "\n", "ignored=1\n"])
+    assert attrs["sender"] == "a@example.net" and attrs["protocol_state"] == "RCPT"
+    assert "ignored" not in attrs and attrs["recipient_count"] == "0"
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"), [([], "no request"), (["sender a@b.c\n"], "line 1: expected name=value")]
+)
+def test_bad_attribute_lines(lines, message):
+    with pytest.raises(RequestError, match=message):
+        from_attribute_lines(lines)
+
+
+def test_flags():
+    attrs = from_flags({"sender": "a@example.net", "state": "end-of-message", "sasl_username": "u@example.com"})
+    assert attrs["protocol_state"] == "END-OF-MESSAGE"
+    assert attrs["sasl_method"] == "PLAIN" and attrs["sasl_username"] == "u@example.com"
+
+
+def test_an_smtpd_reject_line():
+    attrs, logged = from_log_line(GREYLISTED)
+    assert (attrs["protocol_state"], attrs["client_address"], attrs["client_name"]) == (
+        "RCPT",
+        "192.0.2.10",
+        "mail.example.net",
+    )
+    assert (attrs["sender"], attrs["recipient"], attrs["helo_name"]) == (
+        "someone@example.net",
+        "user@example.com",
+        "mail.example.net",
+    )
+    assert logged.startswith("451 4.7.1 <user@example.com>: Recipient address rejected")
+
+
+def test_a_null_sender_and_an_ipv6_client():
+    line = (
+        "postfix/smtpd[9]: NOQUEUE: reject: RCPT from unknown[2001:db8::5]: 554 5.7.1 <x@example.com>: Recipient "
+        "address rejected: Blacklisted; from=<> to=<x@example.com> proto=SMTP helo=<[2001:db8::5]>"
+    )
+    attrs, _ = from_log_line(line)
+    assert (attrs["sender"], attrs["client_address"], attrs["protocol_name"]) == ("", "2001:db8::5", "SMTP")
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "postfix/smtpd[1]: connect from mail.example.net[192.0.2.10]",
+        "postfix/smtpd[1]: NOQUEUE: reject: RCPT from a[192.0.2.1]: 550 x; proto=ESMTP helo=<a>",
+    ],
+)
+def test_lines_that_cannot_be_explained(line):
+    with pytest.raises(RequestError):
+        from_log_line(line)
