@@ -17,7 +17,7 @@ PYTHON  ?= $(shell /usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1 
 
 .PHONY: run test venv venv-ldap venv-mysql-c venv-dev deps debian-deps bench lint conf check-config init-db clean install uninstall \
         wblist-admin greylisting-admin throttle-admin cleanup-db spf-to-greylist-whitelists senderscore-admin \
-        migrate-cluebringer-greylisting migrate-cluebringer-throttle fix-throttle-priority
+        migrate-cluebringer-greylisting migrate-cluebringer-throttle fix-throttle-priority explain
 
 # What `make run` needs: apd and the SQL drivers, all wheels (no compiler, no Debian package).
 $(VENV)/.installed: setup.py
@@ -97,6 +97,10 @@ spf-to-greylist-whitelists: venv
 
 senderscore-admin: venv
 	$(VENV)/bin/apd-senderscore-admin $(ARGS)
+
+# Why would apd answer so? e.g. make explain ARGS="--sender a@example.net --recipient u@example.com"
+explain: venv
+	$(VENV)/bin/apd explain $(ARGS)
 
 migrate-cluebringer-greylisting: venv
 	$(VENV)/bin/apd-migrate-cluebringer-greylisting $(ARGS)
