@@ -89,6 +89,16 @@ CASES = {
         rcpt(sender="bad@spam.example", recipient=USER),
         "amavisd_wblist",
     ),
+    "sql_alias_access_policy": (
+        [
+            (
+                "vmail",
+                "INSERT INTO alias (address, accesspolicy, domain, active) VALUES ('staff@example.com', 'domain', 'example.com', 1)",
+            )
+        ],
+        rcpt(recipient="staff@example.com"),
+        "sql_alias_access_policy",
+    ),
     "sql_ml_access_policy": (
         [
             (
@@ -283,3 +293,14 @@ def test_command_line_input_forms_and_errors(tmp_path):
     assert bad.returncode == 2 and "expected name=value" in bad.stderr
     bad_log = run("--from-log", "postfix/smtpd[1]: connect from x[192.0.2.1]")
     assert bad_log.returncode == 2 and "not an smtpd line" in bad_log.stderr and "Traceback" not in bad_log.stderr
+
+
+def test_golden_sqlite_senderscore(request, tmp_path, dns_server):
+    """The check whose answer comes from DNS (dnsmasq's senderscore zone); its cache row is not kept."""
+    backend = prepared(request, tmp_path, "sqlite", [])
+    settings = backend.settings.replace(plugins=[*PLUGINS, "senderscore"], DNS_NAMESERVERS=(dns_server.nameserver,))
+    low_score = explain(settings, backend.store, rcpt(client_address="203.0.113.1", recipient=USER), NOW)
+    assert low_score.decided_by == "senderscore", as_text(low_score)
+    golden("sqlite-senderscore", as_text(low_score))
+    assert backend.store.iredapd.query("SELECT * FROM senderscore_cache") == []  # the score was not cached
+    backend.close()
