@@ -47,6 +47,14 @@ class Scenario:
     statements: Callable[[dict[str, Any]], str] | None = None  # apd settings -> SQL statements per request
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 SCENARIOS = [
     Scenario(NULL, None, baseline="", doc="stdlib prefork server answering action=DUNNO, no parsing"),
     Scenario(
@@ -67,6 +75,14 @@ SCENARIOS = [
         {**CORE_CHECKS, "log_level": "warning"},
         cells=AT_50,
         doc="as apd-core without the INFO line per decision: the cost of logging",
+    ),
+    Scenario(
+        "apd-core-metrics",
+        {**CORE_CHECKS, "METRICS_LISTEN": f"127.0.0.1:{_free_port()}"},
+        cells=AT_50,
+        baseline="apd-core",
+        default=False,
+        doc="as apd-core with METRICS_LISTEN set: the cost of counting every request (ratio: vs apd-core)",
     ),
     Scenario(
         "apd-core-eom",

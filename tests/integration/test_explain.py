@@ -19,6 +19,7 @@ from apd.explain.render import as_text
 from apd.explain.runner import explain
 from apd.policy import Policy
 from apd.protocol import PolicyRequest
+from apd.settings import DEFAULT_PLUGINS
 from tests.helpers.apd_process import ROOT, settings_text
 from tests.helpers.policy_client import rcpt
 from tests.integration.greylisting_backends import open_backend
@@ -26,17 +27,7 @@ from tests.integration.greylisting_backends import open_backend
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "explain"
 NOW = 1_764_806_400  # fixed: the golden files hold times derived from it
 USER = "user@example.com"
-PLUGINS = [
-    "reject_null_sender",
-    "wblist_rdns",
-    "reject_sender_login_mismatch",
-    "greylisting",
-    "throttle",
-    "amavisd_wblist",
-    "sql_alias_access_policy",
-    "sql_ml_access_policy",
-    "sql_force_change_password",
-]
+PLUGINS = [*DEFAULT_PLUGINS, "sql_ml_access_policy", "sql_force_change_password"]  # iRedMail's list and two more
 ACCOUNTS = [
     ("vmail", "INSERT INTO domain (domain, active) VALUES ('example.com', 1)"),
     (
@@ -136,24 +127,18 @@ def golden(name: str, text: str) -> None:
     assert text == path.read_text()
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_golden_sqlite(request, tmp_path, case):
-    rows, attrs, decider = CASES[case]
-    backend = prepared(request, tmp_path, "sqlite", rows)
-    explanation = explain(backend.settings, backend.store, attrs, NOW)
-    assert explanation.decided_by == decider, as_text(explanation)
-    golden(f"sqlite-{case}", as_text(explanation))
-    backend.close()
+GOLDEN_CASES = [("sqlite", case) for case in sorted(CASES)] + [
+    pytest.param("mysql:iredmail", case, marks=pytest.mark.servers) for case in MARIADB_CASES
+]
 
 
-@pytest.mark.servers
-@pytest.mark.parametrize("case", MARIADB_CASES)
-def test_golden_mariadb(request, tmp_path, case):
+@pytest.mark.parametrize(("kind", "case"), GOLDEN_CASES)
+def test_golden(request, tmp_path, kind, case):
     rows, attrs, decider = CASES[case]
-    backend = prepared(request, tmp_path, "mysql:iredmail", rows)
+    backend = prepared(request, tmp_path, kind, rows)
     explanation = explain(backend.settings, backend.store, attrs, NOW)
     assert explanation.decided_by == decider, as_text(explanation)
-    golden(f"mariadb-{case}", as_text(explanation))
+    golden(f"{'sqlite' if kind == 'sqlite' else 'mariadb'}-{case}", as_text(explanation))
     backend.close()
 
 
