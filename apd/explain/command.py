@@ -29,6 +29,7 @@ def parser() -> argparse.ArgumentParser:
         "--from-log", metavar="LINE", help="an smtpd log line (NOQUEUE: reject: RCPT from ...); - reads it from stdin"
     )
     p.add_argument("--json", action="store_true", help="print JSON (for scripts) instead of text")
+    p.add_argument("--sql", action="store_true", help="text: also each check's SQL statements and the rows they got")
     p.add_argument("--now", type=float, metavar="EPOCH", help=argparse.SUPPRESS)  # reproducible output in tests
     return p
 
@@ -76,5 +77,5 @@ def main(argv: Sequence[str], stdin: TextIO = sys.stdin, stdout: TextIO = sys.st
         store.close()
     if logged:
         explanation.note = (explanation.note + "; " if explanation.note else "") + f"Postfix logged: {logged}"
-    stdout.write(as_json(explanation) + "\n" if args.json else as_text(explanation))
+    stdout.write(as_json(explanation) + "\n" if args.json else as_text(explanation, args.sql))
     return EXIT_OK

@@ -23,12 +23,14 @@ SHOWN_ATTRIBUTES = (
 
 
 def as_json(explanation: Explanation) -> str:
-    """The documented JSON shape: request, checks (each with skipped / result / decided / error /
-    store_down / log / statements / notices), action, decided_by, note."""
+    """The documented JSON shape (README): request, checks (each with name / priority / skipped /
+    result / decided / error / store_down / findings / log / statements / notices), action,
+    decided_by, note."""
     return json.dumps(dataclasses.asdict(explanation), indent=2, sort_keys=False, default=str)
 
 
-def as_text(explanation: Explanation) -> str:
+def as_text(explanation: Explanation, sql: bool = False) -> str:
+    """The explanation for a person; ``sql`` adds each check's SQL statements with their rows."""
     out: list[str] = []
     request = explanation.request
     out.append("request:")
@@ -49,9 +51,11 @@ def as_text(explanation: Explanation) -> str:
             answer = trace.result if trace.result is not None else "no opinion"
             verdict = "DECIDES" if trace.decided else "goes on"
             out.append(f"{head}: {escape_controls(answer)} ({verdict})")
+        for line in trace.findings:
+            out.append(f"       found: {line}")
         for line in trace.log:
             out.append(f"       log: {line}")
-        for statement in trace.statements:
+        for statement in trace.statements if sql else ():
             out.append(f"       {_statement(statement)}")
         for notice in trace.notices:
             out.append(f"       notice: {notice}")
@@ -73,7 +77,7 @@ def _statement(statement: Any) -> str:
     if statement.error:
         return text + f"  -> error: {escape_controls(statement.error)}"
     if statement.write:
-        return text + f"  -> {statement.row_count} row(s) changed (rolled back: explain writes nothing)"
+        return text + f"  -> {statement.row_count} row(s) changed (undone: explain writes nothing)"
     if not statement.row_count:
         return text + "  -> no row"
     rows = "; ".join(escape_controls(repr(tuple(row))) for row in statement.rows or [])

@@ -1,10 +1,11 @@
 """Run the configured checks on one request as the daemon would, writing nothing.
 
-Each database of the store runs inside one transaction that is rolled back at the end, so the
-checks take the daemon's own code path (a greylisting first attempt inserts its row, a throttle
-counter is incremented) and the writes vanish; no session row, decision line or quota notice is
-made. While a check runs, its SQL statements (with their parameters and what they returned) and
-its log lines are recorded: that is what it looked up and why it answered.
+The checks take the daemon's own code path against the live store; what one writes (a first
+greylisting attempt's row, a throttle count) is undone when it ends (apd/explain/sandbox.py),
+and no session row, decision line or quota notice is made. While a check runs, its SQL
+statements (with their parameters and what they returned), its log lines and the findings of
+the greylisting and throttle repositories (apd/explain/views.py) are recorded: what it looked
+up and why it answered.
 """
 
 from __future__ import annotations
@@ -17,25 +18,15 @@ from typing import Any, Iterator
 
 from apd import checks as check_registry
 from apd import replies
+from apd.checks.greylisting import Timing
 from apd.context import RequestContext
-from apd.errors import StoreError, StoreUnavailable
+from apd.errors import StoreUnavailable
+from apd.explain.sandbox import Sandbox, Statement
+from apd.explain.views import StoreView
 from apd.log_escape import escape_controls
 from apd.netmatch import TrustedClients
 from apd.policy import ends_chain
 from apd.protocol import PolicyRequest
-
-MAX_ROWS_SHOWN = 20
-
-
-@dataclass
-class Statement:
-    database: str
-    sql: str
-    params: list[Any]
-    rows: list[list[Any]] | None = None  # a read: the rows returned (at most MAX_ROWS_SHOWN)
-    row_count: int = 0  # rows returned, or rows a write changed
-    write: bool = False  # rolled back: the daemon would have kept it
-    error: str = ""
 
 
 @dataclass
@@ -47,6 +38,7 @@ class CheckTrace:
     decided: bool = False
     error: str = ""
     store_down: str = ""
+    findings: list[str] = field(default_factory=list)  # what it looked up, in words (greylisting, throttle)
     log: list[str] = field(default_factory=list)
     statements: list[Statement] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
@@ -62,10 +54,18 @@ class Explanation:
 
 
 class _Recording:
-    """The check whose statements and log lines are being recorded."""
+    """The check whose statements, findings and log lines are being recorded."""
 
     def __init__(self) -> None:
         self.trace: CheckTrace | None = None
+
+    def statement(self, statement: Statement) -> None:
+        if self.trace is not None:
+            self.trace.statements.append(statement)
+
+    def finding(self, text: str) -> None:
+        if self.trace is not None:
+            self.trace.findings.append(escape_controls(text))
 
 
 class _LogCapture(logging.Handler):
@@ -96,40 +96,6 @@ class _WouldNotify:
         return lambda *args, **kwargs: None  # drain() and friends: nothing to wait for
 
 
-def _record_statements(database: Any, recording: _Recording) -> None:
-    run = database._run
-
-    def recorded(sql: str, params: Any, fetch: bool, many: bool = False) -> Any:
-        write = not sql.lstrip().upper().startswith(("SELECT", "BEGIN", "ROLLBACK", "COMMIT", "SAVEPOINT"))
-        statement = Statement(database.name, " ".join(sql.split()), [list(p) for p in params] if many else list(params))
-        statement.write = write
-        trace = recording.trace
-        if trace is not None and not sql.lstrip().upper().startswith(("BEGIN", "ROLLBACK")):
-            trace.statements.append(statement)
-        try:
-            result = run(sql, params, fetch, many)
-        except StoreError as exc:
-            statement.error = str(exc)
-            raise
-        if fetch:
-            rows = [list(row) for row in result]
-            statement.row_count = len(rows)
-            statement.rows = [[_plain(v) for v in row] for row in rows[:MAX_ROWS_SHOWN]]
-        else:
-            statement.row_count = int(result or 0)
-        return result
-
-    database._run = recorded
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, (int, float, str)) or value is None:
-        return value
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value).decode("utf-8", "replace")
-    return str(value)
-
-
 @contextlib.contextmanager
 def _captured_logs(recording: _Recording) -> Iterator[None]:
     logger = logging.getLogger("apd")
@@ -151,38 +117,34 @@ def explain(settings: Any, store: Any, attrs: dict[str, str], now: float | None 
     request = PolicyRequest.build(attrs, tuple(settings.RECIPIENT_DELIMITERS))
     planned, _ = check_registry.plan(settings)
     recording = _Recording()
+    view = StoreView(
+        store,
+        recording.finding,
+        Timing(
+            settings.GREYLISTING_BLOCK_EXPIRE,
+            settings.GREYLISTING_AUTH_TRIPLET_EXPIRE,
+            settings.GREYLISTING_UNAUTH_TRIPLET_EXPIRE,
+        ),
+    )
     with _captured_logs(recording):
-        checks = check_registry.instantiate(planned, settings, store)
+        checks = check_registry.instantiate(planned, settings, view)
     for check in checks:
         if hasattr(check, "notices"):
             check.notices = _WouldNotify(recording)
-    for database in store.databases():
-        _record_statements(database, recording)
     traces = [CheckTrace(check.name, getattr(check, "priority", 0)) for check in checks]
+    sandbox = Sandbox(store.databases(), recording.statement)
     try:
-        with _captured_logs(recording), _rolled_back(store) as down:
-            return _run(settings, store, request, checks, traces, recording, now, down)
+        with _captured_logs(recording):
+            return _run(settings, view, request, checks, traces, recording, now, sandbox)
     finally:
+        sandbox.undo()
+        sandbox.close()
         for check in checks:
             with contextlib.suppress(Exception):
                 check.close()
 
 
-@contextlib.contextmanager
-def _rolled_back(store: Any) -> Iterator[list[str]]:
-    """Every database in a transaction rolled back at the end; a database that cannot be
-    reached is named in the list yielded (the check that needs it will say so)."""
-    down: list[str] = []
-    with contextlib.ExitStack() as stack:
-        for database in store.databases():
-            try:
-                stack.enter_context(database.rolled_back())
-            except StoreError as exc:
-                down.append(str(exc))
-        yield down
-
-
-def _run(settings, store, request, checks, traces, recording, now, down) -> Explanation:
+def _run(settings, store, request, checks, traces, recording, now, sandbox: Sandbox) -> Explanation:
     attrs = dict(request.attrs)
     if request.invalid_reply:
         return Explanation(attrs, traces, request.invalid_reply, "", "an address field is not valid: no check runs")
@@ -217,10 +179,9 @@ def _run(settings, store, request, checks, traces, recording, now, down) -> Expl
             continue
         finally:
             recording.trace = None
+            sandbox.undo()
         trace.result = result if isinstance(result, str) else None
         if isinstance(result, str) and ends_chain(result):
             action, decided = result or replies.DUNNO, trace
             trace.decided = True
-    if down and not note:
-        note = "database not reachable: " + "; ".join(down)
     return Explanation(attrs, traces, action, decided.name if decided else "", note)

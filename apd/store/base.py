@@ -256,22 +256,6 @@ class Database:
         finally:
             self._in_transaction = False
 
-    @contextmanager
-    def rolled_back(self) -> Iterator["Database"]:
-        """Statements inside run in one transaction that is then rolled back: what they wrote is
-        never seen by anyone (``apd explain``). Transactions opened inside join this one."""
-        self.execute(self.dialect.begin_sql())
-        self._in_transaction = True
-        try:
-            yield self
-        finally:
-            self._in_transaction = False
-            try:
-                if self._conn is not None:
-                    self.execute("ROLLBACK")
-            except StoreError:
-                self.close()  # a connection closed without COMMIT keeps nothing either
-
     def run_script(self, script: str) -> None:
         """Run DDL statements separated by ';' lines (used by ``apd --init-db``)."""
         for statement in split_statements(script):

@@ -139,6 +139,9 @@ def test_golden(request, tmp_path, kind, case):
     explanation = explain(backend.settings, backend.store, attrs, NOW)
     assert explanation.decided_by == decider, as_text(explanation)
     golden(f"{'sqlite' if kind == 'sqlite' else 'mariadb'}-{case}", as_text(explanation))
+    decider = next(trace for trace in explanation.checks if trace.decided)
+    with_sql = as_text(explanation, sql=True)  # --sql: the statements too (not golden: the store's own business)
+    assert all(f"sql {s.database}: {s.sql[:40]}" in with_sql for s in decider.statements)
     backend.close()
 
 
@@ -288,4 +291,84 @@ def test_golden_sqlite_senderscore(request, tmp_path, dns_server):
     assert low_score.decided_by == "senderscore", as_text(low_score)
     golden("sqlite-senderscore", as_text(low_score))
     assert backend.store.iredapd.query("SELECT * FROM senderscore_cache") == []  # the score was not cached
+    backend.close()
+
+
+TWO_COUNTERS = [
+    # max_msgs claimed by the user's row, max_quota by the domain's: two counters for one message
+    (
+        "iredapd",
+        f"INSERT INTO throttle (id, account, kind, priority, period, msg_size, max_msgs, max_quota, max_rcpts) VALUES (7, '{USER}', 'outbound', 100, 3600, -1, 10, -1, -1)",
+    ),
+    (
+        "iredapd",
+        "INSERT INTO throttle (id, account, kind, priority, period, msg_size, max_msgs, max_quota, max_rcpts) VALUES (8, '@example.com', 'outbound', 90, 3600, -1, -1, 100000, -1)",
+    ),
+    (
+        "iredapd",
+        f"INSERT INTO throttle_tracking (tid, account, period, cur_msgs, cur_quota, init_time, last_time) VALUES (7, '{USER}', 3600, 9, 900, {NOW - 600}, {NOW - 600})",
+    ),
+]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("mysql:iredmail", marks=pytest.mark.servers)])
+def test_two_counters_of_one_message_are_explained_as_the_daemon_counts_them(request, tmp_path, kind):
+    """The domain's counter has no row yet: the daemon's first UPDATE of the user's counter is
+    undone with the refused pair (a savepoint in explain), so the 10th message passes in both."""
+    backend = prepared(request, tmp_path, kind, TWO_COUNTERS)
+    attrs = rcpt(**dict(OUTBOUND, protocol_state="END-OF-MESSAGE", recipient_count="1", size="100"))
+    explanation = explain(backend.settings, backend.store, attrs, NOW)
+    throttle = next(trace for trace in explanation.checks if trace.name == "throttle")
+    assert (explanation.action, throttle.result) == ("DUNNO", None), as_text(explanation)
+    assert throttle.findings[-1] == (
+        f"accepted: the counters would become rule id=7 for {USER}: cur_msgs 10, cur_quota 1000; "
+        f"rule id=8 for {USER}: cur_msgs 1, cur_quota 100"
+    ), as_text(explanation)
+    planned, _ = check_registry.plan(backend.settings)
+    policy = Policy(
+        check_registry.instantiate(planned, backend.settings, backend.store), backend.settings, backend.store
+    )
+    assert policy.decide(PolicyRequest.build(attrs), NOW).action == "DUNNO"  # the daemon, for comparison
+    backend.close()
+
+
+PROBE = '''
+import sqlite3
+
+from apd.checks.base import Check
+
+
+class Probe(Check):
+    """Writes from another connection, as a live daemon would while explain runs this check."""
+
+    name = "custom_probe"
+
+    def check(self, request, ctx):
+        db = sqlite3.connect(self.settings.sqlite_db_path, timeout=0, isolation_level=None)
+        try:
+            db.execute("INSERT INTO greylisting_whitelist_domains (domain) VALUES ('probe.example')")
+            return "DUNNO another writer was not blocked"
+        except sqlite3.OperationalError as exc:
+            return f"DUNNO another writer: {exc}"
+        finally:
+            db.close()
+'''
+
+
+def test_sqlite_is_not_locked_for_other_writers_after_a_check_wrote(request, tmp_path):
+    """Greylisting (training mode: it writes, but does not answer) wrote its tracking row; the
+    next check runs with the database free for the daemon's writers, not locked until the end."""
+    backend = prepared(request, tmp_path, "sqlite", [GREYLISTING_ON])
+    (tmp_path / "checks").mkdir()
+    (tmp_path / "checks" / "custom_probe.py").write_text(PROBE)
+    settings = backend.settings.replace(
+        plugins=["greylisting", "custom_probe"],
+        CUSTOM_CHECKS_DIR=str(tmp_path / "checks"),
+        GREYLISTING_TRAINING_MODE=True,
+    )
+    explanation = explain(settings, backend.store, rcpt(recipient=USER), NOW)
+    greylisting, probe = explanation.checks
+    assert any("first attempt" in line for line in greylisting.findings), as_text(explanation)
+    assert probe.result == "DUNNO another writer was not blocked", as_text(explanation)
+    assert backend.store.iredapd.query("SELECT COUNT(*) FROM greylisting_tracking") == [(0,)]
     backend.close()

@@ -1,0 +1,108 @@
+"""The store as the checks see it during ``apd explain``: the real one, with greylisting and
+throttle repositories that note what they looked up and what their statement will do.
+
+Before the statement that counts or tracks, the view reads the row it acts on and states the
+outcome by the pure rule (apd/explain/findings.py); then the statement itself runs, inside the
+sandbox's transaction that is undone (apd/explain/sandbox.py). Should the two disagree (a live
+daemon changed the row in between) the view says so. The daemon's store is not involved.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any, Callable, Sequence
+
+from apd.checks.greylisting import Timing, next_state
+from apd.explain import findings
+from apd.store.greylisting import Facts, Times, Tracked
+from apd.throttle.rules import Counted, Counter, Setting, first_refusal
+
+Note = Callable[[str], None]
+RACED = "(the database's own statement answered otherwise: the row changed meanwhile; its answer is shown)"
+
+
+class _Delegating:
+    def __init__(self, real: Any, note: Note):
+        self._real = real
+        self._note = note
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+class GreylistingView(_Delegating):
+    def __init__(self, real: Any, note: Note, timing: Timing):
+        super().__init__(real, note)
+        self._timing = timing
+
+    def facts(self, rcpts: Sequence[str], senders: Sequence[str], client_keys: Sequence[str], *args, **kwargs) -> Facts:
+        facts = self._real.facts(rcpts, senders, client_keys, *args, **kwargs)
+        for line in findings.greylisting_facts(facts):
+            self._note(line)
+        return facts
+
+    def track(
+        self, sender: str, recipient: str, client_key: str, sender_domain: str, rcpt_domain: str, times: Times
+    ) -> Tracked:
+        row = self._real.tracking_row(sender, recipient, client_key)
+        new, greylisted = next_state(row, times.now, self._timing)
+        self._note(findings.greylisting_tracking((sender, recipient, client_key), row, new, greylisted, times.now))
+        tracked = self._real.track(sender, recipient, client_key, sender_domain, rcpt_domain, times)
+        if tracked.passed == greylisted:
+            self._note(RACED)
+        return tracked
+
+    def refresh_passed(self, client_keys: Sequence[str], record_expired: int) -> int:
+        changed = self._real.refresh_passed(client_keys, record_expired)
+        self._note(
+            f"its {changed} passed tracking row(s) would be kept until {findings.when(record_expired)}; no greylisting"
+        )
+        return changed
+
+    def forget_unpassed(self, client_key: str) -> int:
+        deleted = self._real.forget_unpassed(client_key)
+        self._note(f"after the pass, {deleted} other unpassed tracking row(s) of {client_key} would be deleted")
+        return deleted
+
+
+class ThrottleRulesView(_Delegating):
+    def matching(self, kinds: Sequence[str], accounts: Sequence[str]) -> list[Setting]:
+        rows = self._real.matching(kinds, accounts)
+        for row in rows:
+            self._note(findings.throttle_rule(row))
+        if not rows:
+            self._note(f"throttle rule: none for this message ({', '.join(kinds)})")
+        return rows
+
+
+class CountersView(_Delegating):
+    def count(self, counters: Sequence[Counter], rc: int, size: int, now: int) -> Counted:
+        rows = self._real.tracked(counters)
+        for counter in counters:
+            self._note(findings.throttle_counter(counter, rows.get((counter.tid, counter.key)), rc, size, now))
+        self._note(findings.throttle_outcome(counters, rows, rc, size, now))
+        counted = self._real.count(counters, rc, size, now)
+        expected = first_refusal(counters, rows, rc, size, now)
+        if (expected is None) != (counted.refused is None):
+            self._note(RACED)
+        return counted
+
+
+class StoreView(_Delegating):
+    """``Store`` with the noting repositories; everything else is the real store's."""
+
+    def __init__(self, real: Any, note: Note, timing: Timing):
+        super().__init__(real, note)
+        self._timing = timing
+
+    @cached_property
+    def greylisting(self) -> GreylistingView:
+        return GreylistingView(self._real.greylisting, self._note, self._timing)
+
+    @cached_property
+    def throttle(self) -> ThrottleRulesView:
+        return ThrottleRulesView(self._real.throttle, self._note)
+
+    @cached_property
+    def throttle_counters(self) -> CountersView:
+        return CountersView(self._real.throttle_counters, self._note)
