@@ -147,6 +147,8 @@ def explain(settings: Any, store: Any, attrs: dict[str, str], now: float | None 
 def _run(settings, store, request, checks, traces, recording, now, sandbox: Sandbox) -> Explanation:
     attrs = dict(request.attrs)
     if request.invalid_reply:
+        for trace in traces:
+            trace.skipped = "not asked: the daemon answers an invalid address itself"
         return Explanation(attrs, traces, request.invalid_reply, "", "an address field is not valid: no check runs")
     if not checks:
         return Explanation(attrs, traces, replies.NO_ENABLED_PLUGINS, "", "no check is enabled")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -27,7 +28,9 @@ from tests.integration.greylisting_backends import open_backend
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "explain"
 NOW = 1_764_806_400  # fixed: the golden files hold times derived from it
 USER = "user@example.com"
-PLUGINS = [*DEFAULT_PLUGINS, "sql_ml_access_policy", "sql_force_change_password"]  # iRedMail's list and two more
+# iRedMail's list and three more
+PLUGINS = [*DEFAULT_PLUGINS, "reject_to_hostname", "sql_ml_access_policy", "sql_force_change_password"]
+HOSTNAME = "mx.example.com"  # reject_to_hostname's socket.gethostname(), set by the golden test
 ACCOUNTS = [
     ("vmail", "INSERT INTO domain (domain, active) VALUES ('example.com', 1)"),
     (
@@ -35,10 +38,43 @@ ACCOUNTS = [
         f"INSERT INTO mailbox (username, password, domain, active, passwordlastchange) VALUES ('{USER}', '', 'example.com', 1, '2026-11-30 00:00:00')",
     ),
 ]
+END_OF_MESSAGE = dict(
+    sender=USER,
+    sasl_username=USER,
+    sasl_method="PLAIN",
+    recipient="friend@example.org",
+    client_address="198.51.100.7",
+    protocol_state="END-OF-MESSAGE",
+    recipient_count="1",
+    size="1000",
+)
 GREYLISTING_ON = (
     "iredapd",
     "INSERT INTO greylisting (account, priority, sender, sender_priority, active) VALUES ('@.', 0, '@.', 0, 1)",
 )
+
+
+def throttle_rule(tracked: tuple[int, int] | None = None, **limits: int) -> list[tuple[str, str]]:
+    """An outbound rule id=7 for USER (limits -1 unless given), and its counter (cur_msgs, cur_quota)."""
+    values = {rule: limits.get(rule, -1) for rule in ("msg_size", "max_msgs", "max_quota", "max_rcpts")}
+    rows = [
+        (
+            "iredapd",
+            "INSERT INTO throttle (id, account, kind, priority, period, msg_size, max_msgs, max_quota, max_rcpts)"
+            f" VALUES (7, '{USER}', 'outbound', 100, 3600, {', '.join(map(str, values.values()))})",
+        )
+    ]
+    if tracked:
+        rows.append(
+            (
+                "iredapd",
+                "INSERT INTO throttle_tracking (tid, account, period, cur_msgs, cur_quota, init_time, last_time)"
+                f" VALUES (7, '{USER}', 3600, {tracked[0]}, {tracked[1]}, {NOW - 600}, {NOW - 600})",
+            )
+        )
+    return rows
+
+
 OUTBOUND = dict(
     sender=USER, sasl_username=USER, sasl_method="PLAIN", recipient="friend@example.org", client_address="198.51.100.7"
 )
@@ -105,8 +141,45 @@ CASES = {
         rcpt(**OUTBOUND),
         "sql_force_change_password",
     ),
+    "greylisting-retry_too_soon": (
+        [
+            GREYLISTING_ON,
+            (
+                "iredapd",
+                "INSERT INTO greylisting_tracking (sender, recipient, client_address, sender_domain, rcpt_domain,"
+                " init_time, block_expired, record_expired, blocked_count, passed) VALUES ('someone@example.net',"
+                f" '{USER}', '192.0.2.10', 'example.net', 'example.com', {NOW - 60}, {NOW + 840}, {NOW + 86340}, 1, 0)",
+            ),
+        ],
+        rcpt(recipient=USER),
+        "greylisting",
+    ),
+    "throttle-msg_size": (throttle_rule(msg_size=500), rcpt(**dict(END_OF_MESSAGE, size="1000")), "throttle"),
+    "throttle-max_rcpts": (throttle_rule(max_rcpts=2), rcpt(**dict(END_OF_MESSAGE, recipient_count="3")), "throttle"),
+    "throttle-max_quota": (throttle_rule((5, 2000), max_quota=1500), rcpt(**END_OF_MESSAGE), "throttle"),
+    "amavisd_wblist-whitelist": (
+        [
+            ("amavisd", f"INSERT INTO users (id, priority, email) VALUES (1, 10, '{USER}')"),
+            ("amavisd", "INSERT INTO mailaddr (id, priority, email) VALUES (1, 10, 'friend@partner.example')"),
+            ("amavisd", "INSERT INTO wblist (rid, sid, wb) VALUES (1, 1, 'W')"),
+        ],
+        rcpt(sender="friend@partner.example", recipient=USER),
+        "amavisd_wblist",
+    ),
+    "reject_to_hostname": ([], rcpt(recipient=f"postmaster@{HOSTNAME}"), "reject_to_hostname"),
 }
-MARIADB_CASES = ("greylisting", "throttle", "amavisd_wblist", "sql_ml_access_policy")
+MARIADB_CASES = (
+    "greylisting",
+    "greylisting-retry_too_soon",
+    "throttle",
+    "throttle-max_quota",
+    "amavisd_wblist",
+    "amavisd_wblist-whitelist",
+    "sql_ml_access_policy",
+    "sql_alias_access_policy",
+    "sql_force_change_password",
+    "reject_sender_login_mismatch",
+)
 
 
 def prepared(request, tmp_path, kind: str, rows) -> object:
@@ -133,7 +206,8 @@ GOLDEN_CASES = [("sqlite", case) for case in sorted(CASES)] + [
 
 
 @pytest.mark.parametrize(("kind", "case"), GOLDEN_CASES)
-def test_golden(request, tmp_path, kind, case):
+def test_golden(request, tmp_path, monkeypatch, kind, case):
+    monkeypatch.setattr(socket, "gethostname", lambda: HOSTNAME)
     rows, attrs, decider = CASES[case]
     backend = prepared(request, tmp_path, kind, rows)
     explanation = explain(backend.settings, backend.store, attrs, NOW)
