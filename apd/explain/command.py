@@ -8,7 +8,15 @@ from typing import Sequence, TextIO
 
 from apd import settings as settings_module
 from apd.explain.render import as_json, as_text
-from apd.explain.request import FLAGS, RequestError, from_attribute_lines, from_flags, from_log_line
+from apd.explain.request import (
+    FLAGS,
+    RequestError,
+    flag_attributes,
+    flag_of,
+    from_attribute_lines,
+    from_flags,
+    from_log_line,
+)
 from apd.log_escape import escape_controls
 
 EXIT_OK, EXIT_INPUT = 0, 2
@@ -35,16 +43,30 @@ def parser() -> argparse.ArgumentParser:
 
 
 def read_request(args: argparse.Namespace, stdin: TextIO) -> tuple[dict[str, str], str]:
-    """(attributes, what Postfix logged or '')."""
+    """(attributes, what to say about where they came from: what Postfix logged, what the log
+    line did not give, or '')."""
+    flags = {name: getattr(args, name) for name in FLAGS}
     if args.from_log is not None:
         line = stdin.readline() if args.from_log == "-" else args.from_log
-        return from_log_line(line)
-    flags = {name: getattr(args, name) for name in FLAGS}
+        attrs, logged, missing = from_log_line(line)
+        given = flag_attributes(flags)  # flags complete the line (e.g. --sasl-username)
+        attrs.update(given)
+        return attrs, log_note(logged, [name for name in missing if name not in given])
     if any(value is not None for value in flags.values()):
         return from_flags(flags), ""
     if stdin.isatty():
         raise RequestError("no request: give flags (--sender ...), --from-log LINE, or name=value lines on stdin")
     return from_attribute_lines(stdin), ""
+
+
+def log_note(logged: str, missing: list[str]) -> str:
+    note = f"Postfix logged: {logged}"
+    if missing:
+        note += (
+            f"; not in the log line, taken as empty or 0: {', '.join(missing)}"
+            f" (give {', '.join(flag_of(name) for name in missing)} to set them)"
+        )
+    return note
 
 
 def main(argv: Sequence[str], stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> int:
@@ -76,6 +98,6 @@ def main(argv: Sequence[str], stdin: TextIO = sys.stdin, stdout: TextIO = sys.st
     finally:
         store.close()
     if logged:
-        explanation.note = (explanation.note + "; " if explanation.note else "") + f"Postfix logged: {logged}"
+        explanation.note = (explanation.note + "; " if explanation.note else "") + escape_controls(logged)
     stdout.write(as_json(explanation) + "\n" if args.json else as_text(explanation, args.sql))
     return EXIT_OK

@@ -58,12 +58,23 @@ def from_attribute_lines(lines: Iterable[str]) -> dict[str, str]:
 
 
 def from_flags(values: Mapping[str, str | None]) -> dict[str, str]:
+    return with_defaults(flag_attributes(values))
+
+
+def flag_attributes(values: Mapping[str, str | None]) -> dict[str, str]:
+    """The attributes the given flags name (a flag left out: None), without defaults."""
     attrs = {FLAGS[name]: value for name, value in values.items() if name in FLAGS and value is not None}
     if "sasl_username" in attrs and attrs["sasl_username"]:
         attrs.setdefault("sasl_method", "PLAIN")
     if "protocol_state" in attrs:
         attrs["protocol_state"] = attrs["protocol_state"].upper()
-    return with_defaults(attrs)
+    return attrs
+
+
+def flag_of(attribute: str) -> str:
+    """The flag that gives ``attribute`` (``helo_name`` -> ``--helo``)."""
+    name = next((flag for flag, attr in FLAGS.items() if attr == attribute), attribute)
+    return "--" + name.replace("_", "-")
 
 
 def with_defaults(attrs: Mapping[str, str]) -> dict[str, str]:
@@ -85,8 +96,13 @@ _FIELD = re.compile(r" ([a-z_]+)=(<[^>]*>|\S+)")
 _STATES = {"RCPT": "RCPT", "END-OF-MESSAGE": "END-OF-MESSAGE", "DATA": "DATA", "MAIL": "MAIL", "CONNECT": "CONNECT"}
 
 
-def from_log_line(line: str) -> tuple[dict[str, str], str]:
-    """(request, the reply Postfix logged) from an smtpd reject/defer/hold/... line."""
+# What smtpd's reject lines never carry, by protocol state (besides a missing helo=).
+_NOT_LOGGED = {"END-OF-MESSAGE": ("size", "recipient_count"), "DATA": ("recipient_count",)}
+
+
+def from_log_line(line: str) -> tuple[dict[str, str], str, list[str]]:
+    """(request, the reply Postfix logged, the attributes the line does not give) from an smtpd
+    reject/defer/hold/... line. What it does not give is left empty (0 for numbers), not guessed."""
     match = _SMTPD.search(line.strip())
     if match is None:
         raise RequestError(
@@ -108,4 +124,10 @@ def from_log_line(line: str) -> tuple[dict[str, str], str]:
         "sender": fields["from"],
         "recipient": fields["to"],
     }
-    return with_defaults(attrs), match["reply"]
+    missing = [] if "helo" in fields else ["helo_name"]
+    if "sasl_username" not in fields:
+        missing.append("sasl_username")  # smtpd's reject lines do not say whether the client logged in
+    else:
+        attrs["sasl_username"] = fields["sasl_username"]
+    missing += _NOT_LOGGED.get(attrs["protocol_state"], ())
+    return with_defaults(attrs), match["reply"], missing

@@ -353,6 +353,17 @@ def test_command_line_input_forms_and_errors(tmp_path):
     assert parsed["action"] == "DUNNO" and parsed["checks"][0]["name"] == "reject_null_sender"
     bad = run(stdin="not a request\n")
     assert bad.returncode == 2 and "expected name=value" in bad.stderr
+    logged = (
+        "postfix/smtpd[7]: NOQUEUE: reject: RCPT from mail.example.net[192.0.2.1]: 554 5.7.1 <x@example.org>: "
+        "Recipient address rejected: Policy rejection due to null sender; from=<> to=<x@example.org> proto=ESMTP "
+        "helo=<mail.example.net>"
+    )
+    unauthenticated = run("--from-log", logged)
+    assert "decided by: (no check" in unauthenticated.stdout, unauthenticated
+    assert "not in the log line, taken as empty or 0: sasl_username (give --sasl-username" in unauthenticated.stdout
+    completed = run("--from-log", "-", "--sasl-username", "u@example.com", stdin=logged + "\n")
+    assert "decided by: reject_null_sender" in completed.stdout, completed
+    assert "sasl_username = u@example.com" in completed.stdout and "not in the log line" not in completed.stdout
     bad_log = run("--from-log", "postfix/smtpd[1]: connect from x[192.0.2.1]")
     assert bad_log.returncode == 2 and "not an smtpd line" in bad_log.stderr and "Traceback" not in bad_log.stderr
 

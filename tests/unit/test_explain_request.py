@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from apd.explain.command import log_note
 from apd.explain.request import RequestError, from_attribute_lines, from_flags, from_log_line
 
 GREYLISTED = (
@@ -34,7 +35,7 @@ def test_flags():
 
 
 def test_an_smtpd_reject_line():
-    attrs, logged = from_log_line(GREYLISTED)
+    attrs, logged, missing = from_log_line(GREYLISTED)
     assert (attrs["protocol_state"], attrs["client_address"], attrs["client_name"]) == (
         "RCPT",
         "192.0.2.10",
@@ -46,6 +47,7 @@ def test_an_smtpd_reject_line():
         "mail.example.net",
     )
     assert logged.startswith("451 4.7.1 <user@example.com>: Recipient address rejected")
+    assert missing == ["sasl_username"]  # smtpd does not log whether the client logged in
 
 
 def test_a_null_sender_and_an_ipv6_client():
@@ -53,7 +55,7 @@ def test_a_null_sender_and_an_ipv6_client():
         "postfix/smtpd[9]: NOQUEUE: reject: RCPT from unknown[2001:db8::5]: 554 5.7.1 <x@example.com>: Recipient "
         "address rejected: Blacklisted; from=<> to=<x@example.com> proto=SMTP helo=<[2001:db8::5]>"
     )
-    attrs, _ = from_log_line(line)
+    attrs, _, _ = from_log_line(line)
     assert (attrs["sender"], attrs["client_address"], attrs["protocol_name"]) == ("", "2001:db8::5", "SMTP")
 
 
@@ -67,3 +69,18 @@ def test_a_null_sender_and_an_ipv6_client():
 def test_lines_that_cannot_be_explained(line):
     with pytest.raises(RequestError):
         from_log_line(line)
+
+
+def test_what_an_end_of_message_line_without_helo_does_not_give_is_reported():
+    line = (
+        "postfix/smtpd[9]: 4ABCD1234F: reject: END-OF-MESSAGE from mail.example.net[192.0.2.10]: 554 5.7.1 "
+        "<x@example.com>: End-of-data rejected: Throttling quota exceeded; from=<a@example.net> to=<x@example.com> "
+        "proto=ESMTP"
+    )
+    attrs, _, missing = from_log_line(line)
+    assert attrs["protocol_state"] == "END-OF-MESSAGE" and (attrs["size"], attrs["helo_name"]) == ("0", "")
+    assert missing == ["helo_name", "sasl_username", "size", "recipient_count"]
+    assert log_note("554 5.7.1 ...", missing) == (
+        "Postfix logged: 554 5.7.1 ...; not in the log line, taken as empty or 0: helo_name, sasl_username, size, "
+        "recipient_count (give --helo, --sasl-username, --size, --recipient-count to set them)"
+    )
