@@ -182,6 +182,13 @@ MARIADB_CASES = (
 )
 
 
+SQL_KINDS = [
+    "sqlite",
+    pytest.param("mysql:iredmail", marks=pytest.mark.servers),
+    pytest.param("pgsql:iredmail", marks=pytest.mark.servers),
+]
+
+
 def prepared(request, tmp_path, kind: str, rows) -> object:
     backend = open_backend(request, tmp_path, kind)
     for db, sql in ACCOUNTS + list(rows):
@@ -248,7 +255,7 @@ SIDE_EFFECT_REQUESTS = [
 ]
 
 
-@pytest.mark.parametrize("kind", ["sqlite", pytest.param("mysql:iredmail", marks=pytest.mark.servers)])
+@pytest.mark.parametrize("kind", SQL_KINDS)
 def test_explain_changes_no_row_where_the_daemon_would(request, tmp_path, kind):
     limit_of_3 = [(db, sql.replace(", 2, -1, -1)", ", 3, -1, -1)")) for db, sql in CASES["throttle"][0]]
     backend = prepared(request, tmp_path, kind, [GREYLISTING_ON, *limit_of_3])
@@ -396,7 +403,7 @@ TWO_COUNTERS = [
 ]
 
 
-@pytest.mark.parametrize("kind", ["sqlite", pytest.param("mysql:iredmail", marks=pytest.mark.servers)])
+@pytest.mark.parametrize("kind", SQL_KINDS)
 def test_two_counters_of_one_message_are_explained_as_the_daemon_counts_them(request, tmp_path, kind):
     """The domain's counter has no row yet: the daemon's first UPDATE of the user's counter is
     undone with the refused pair (a savepoint in explain), so the 10th message passes in both."""
