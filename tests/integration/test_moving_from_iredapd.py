@@ -140,16 +140,25 @@ def fill_as_iredapd_left_it(server, now: int) -> None:
         "INSERT INTO greylisting (account, priority, sender, sender_priority, active) VALUES ('@.', 0, '@.', 0, 1)",
         database=iredapd,
     )
-    # a triplet still blocked; one whose block has run out; another sender of that client, never retried
+    # a triplet still blocked; one whose block has run out; another sender of that client, never retried;
+    # one past record_expired (cleanup's); a client that passed last week (AUTH_EXPIRE: 30 days)
     for sender, client, age, block_left, passed in (
         ("blocked@remote.example", "192.0.2.20", 60, 840, 0),
         ("waited@remote.example", "192.0.2.21", 1200, -300, 0),
         ("gaveup@remote.example", "192.0.2.21", 1100, -200, 0),
-        ("expired@remote.example", "192.0.2.22", 3 * DAY, -3 * DAY, 0),  # cleanup's: record_expired passed
+        ("expired@remote.example", "192.0.2.22", 3 * DAY, -3 * DAY, 0),
+        ("friend@remote.example", "192.0.2.23", 7 * DAY, -7 * DAY, 1),
     ):
-        record_expired = now - DAY if age > DAY else now + DAY
+        record_expired = now - DAY if age == 3 * DAY else now + (23 if passed else 1) * DAY
         values = (sender, USER, client, "remote.example", now - age, now + block_left, record_expired, 1, passed)
         server.execute(TRACKING, values, database=iredapd)
+    # iRedAPD's SPF job: a big sender's domain and the network its SPF named last run
+    server.execute("INSERT INTO greylisting_whitelist_domains (domain) VALUES ('ip4.spf.test')", database=iredapd)
+    server.execute(
+        "INSERT INTO greylisting_whitelist_domain_spf (account, sender, comment)"
+        " VALUES ('@.', '198.51.100.0/24', 'AUTO-UPDATE: ip4.spf.test')",
+        database=iredapd,
+    )
     # outbound throttles: the user's counter at 3 of 5, 10 minutes into its hour; OTHER has no counter yet;
     # a counter whose hour ended yesterday (cleanup's)
     server.execute(THROTTLE, (USER, 5), database=iredapd)
@@ -218,6 +227,16 @@ def test_apd_takes_over_iredapds_database_and_settings(iredapd_database, dns_ser
                 database=iredapd,
             )
             assert client.ask(**blocked) == "DUNNO"  # its block ran out: passes, as with iRedAPD
+            # a client that passed before the switch is not greylisted for a new sender
+            friend_new = rcpt(sender="new@other.example", client_address="192.0.2.23", recipient=USER)
+            friend_at = time.time()
+            assert client.ask(**friend_new) == "DUNNO"
+            # a network iRedAPD's SPF job whitelisted is not greylisted
+            big = rcpt(sender="news@bigmail.example", client_address="198.51.100.9", recipient=USER)
+            assert client.ask(**big) == "DUNNO"
+            # a triplet past record_expired starts over (schemas.md §1.12 greylisting 6)
+            expired = rcpt(sender="expired@remote.example", client_address="192.0.2.22", recipient=USER)
+            assert client.ask(**expired) == GREY
             # a triplet new to the database is greylisted and tracked in iRedAPD's row format
             new = rcpt(sender="new+tag@fresh.example", client_address="192.0.2.30", recipient="user+box@example.com")
             first_seen = time.time()
@@ -259,6 +278,17 @@ def test_apd_takes_over_iredapds_database_and_settings(iredapd_database, dns_ser
     def around(value: int, since: float, until: float = stopped_at) -> bool:
         return int(since) <= value <= int(until) + 1
 
+    grey_rows = server.query(
+        "SELECT sender, client_address, passed, blocked_count, init_time, record_expired FROM greylisting_tracking",
+        database=iredapd,
+    )
+    assert all(r[1] != "198.51.100.9" and r[0] != "new@other.example" for r in grey_rows), grey_rows
+    by_sender = {r[0]: r[2:] for r in grey_rows}
+    # step 3: the passed client's rows live AUTH_EXPIRE days from its new mail
+    assert by_sender["friend@remote.example"][0] == 1
+    assert around(by_sender["friend@remote.example"][3] - 30 * DAY, friend_at)
+    passed, count, init, record = by_sender["expired@remote.example"]
+    assert (passed, count) == (0, 1) and around(init, friend_at) and record == init + DAY
     grey = {
         r[0]: r[1:]
         for r in server.query(
@@ -365,8 +395,16 @@ def test_iredapds_settings_pass_check_config_and_drive_the_cleanup_timer(iredapd
     cleaned = run_tool("admin.cleanup_db", settings_path=settings_path)
     assert cleaned.returncode == 0, cleaned.stdout + cleaned.stderr
     senders = {r[0] for r in server.query("SELECT sender FROM greylisting_tracking", database=iredapd)}
-    assert senders == {"blocked@remote.example", "waited@remote.example", "gaveup@remote.example"}
+    assert senders == {f"{name}@remote.example" for name in ("blocked", "waited", "gaveup", "friend")}
     counters = {r[0] for r in server.query("SELECT account FROM throttle_tracking", database=iredapd)}
     assert counters == {USER}
     sessions = sorted(r[0] for r in server.query("SELECT instance FROM smtp_sessions", database=iredapd))
     assert sessions == ["old.0", "old.1", "old.2"]
+
+    # apd-spf-whitelists.timer's job in place of iRedAPD's spf_to_greylist_whitelists.py: the rows of
+    # iRedAPD's last run are replaced by what the domain's SPF names now (DNS_NAMESERVERS of the file)
+    refreshed = run_tool("admin.spf_to_greylist_whitelists", settings_path=settings_path)
+    assert refreshed.returncode == 0, refreshed.stdout + refreshed.stderr
+    spf_rows = server.query("SELECT account, sender, comment FROM greylisting_whitelist_domain_spf", database=iredapd)
+    comment = "AUTO-UPDATE: ip4.spf.test"
+    assert sorted(spf_rows) == [("@.", "192.0.2.128/25", comment), ("@.", "192.0.2.44", comment)]
