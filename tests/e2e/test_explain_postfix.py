@@ -60,3 +60,32 @@ def test_greylisting_and_blacklist_rejections_explained_from_the_log(postfix_ser
     parsed = json.loads(done.stdout)
     assert (parsed["decided_by"], parsed["action"]) == ("amavisd_wblist", "REJECT Blacklisted")
     assert parsed["request"]["client_address"] == "127.0.0.2" and parsed["request"]["sender"] == "spammer@example.net"
+
+
+def test_a_throttled_message_explained_from_its_end_of_data_line(postfix_server, postfix_apd):
+    """smtpd does not log an END-OF-MESSAGE's recipient count: explain names it, and with
+    --recipient-count given it gives the answer Postfix logged; the counter does not move."""
+    apd = postfix_apd(plugins=["throttle"], NOTIFICATION_RECIPIENTS=[])
+    apd.wait_for_log("Starting apd")
+    db = sqlite3.connect(apd.settings["sqlite_db_path"], isolation_level=None)
+    db.execute(
+        "INSERT INTO throttle (account, kind, priority, period, msg_size, max_rcpts, max_msgs, max_quota)"
+        " VALUES ('someone@example.net', 'external', 100, 3600, -1, -1, 1, -1)"
+    )
+    assert postfix_server.send("someone@example.net", ["a@example.com"]).data[0] == 250
+    refused = postfix_server.send("someone@example.net", ["b@example.com"])
+    assert refused.data[0] == 554, refused
+    (line,) = [line for line in postfix_server.maillog().splitlines() if "reject: END-OF-MESSAGE from" in line]
+
+    unknown_count = explain_line(apd, line)
+    assert unknown_count.returncode == 0, unknown_count.stderr
+    assert "recipient_count (give" in unknown_count.stdout and "--recipient-count" in unknown_count.stdout
+    assert unknown_count.stdout.endswith("action: DUNNO\n")  # 1 used + 0 of 1: not guessed, so not refused
+
+    done = explain_line(apd, line, "--recipient-count", "1", "--json")
+    parsed = json.loads(done.stdout)
+    assert (parsed["decided_by"], parsed["action"]) == ("throttle", "REJECT Throttling quota exceeded")
+    throttle = parsed["checks"][0]
+    assert throttle["findings"][-1].startswith("the counting UPDATE refuses: max_msgs"), throttle
+    assert "Throttling quota exceeded" in parsed["note"]  # what Postfix logged
+    assert db.execute("SELECT cur_msgs FROM throttle_tracking").fetchall() == [(1,)]
