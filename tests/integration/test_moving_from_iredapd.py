@@ -148,6 +148,7 @@ def fill_as_iredapd_left_it(server, now: int) -> None:
         ("gaveup@remote.example", "192.0.2.21", 1100, -200, 0),
         ("expired@remote.example", "192.0.2.22", 3 * DAY, -3 * DAY, 0),
         ("friend@remote.example", "192.0.2.23", 7 * DAY, -7 * DAY, 1),
+        ("v6@remote.example", "2001:db8:0:1::25", 1200, -300, 0),  # as Postfix wrote the address
     ):
         record_expired = now - DAY if age == 3 * DAY else now + (23 if passed else 1) * DAY
         values = (sender, USER, client, "remote.example", now - age, now + block_left, record_expired, 1, passed)
@@ -220,6 +221,8 @@ def test_apd_takes_over_iredapds_database_and_settings(iredapd_database, dns_ser
             assert client.ask(**blocked) == GREY
             waited = rcpt(sender="waited@remote.example", client_address="192.0.2.21", recipient=USER)
             assert client.ask(**waited) == "DUNNO"
+            waited_v6 = rcpt(sender="v6@remote.example", client_address="2001:db8:0:1::25", recipient=USER)
+            assert client.ask(**waited_v6) == "DUNNO"
             passed_at = time.time()
             server.execute(
                 "UPDATE greylisting_tracking SET block_expired = %s WHERE sender = 'blocked@remote.example'",
@@ -299,6 +302,7 @@ def test_apd_takes_over_iredapds_database_and_settings(iredapd_database, dns_ser
     # AUTH_EXPIRE days and drops the client's other unpassed triplets ("gaveup")
     assert grey["blocked@remote.example"][:2] == (1, 2)
     assert grey["waited@remote.example"][:2] == (1, 1)
+    assert grey["v6@remote.example"][:2] == (1, 1)
     assert around(grey["waited@remote.example"][2] - 30 * DAY, passed_at - 1)
     assert "gaveup@remote.example" not in grey
     # step 5: the new triplet, extension-stripped, blocked GREYLISTING_BLOCK_EXPIRE minutes, kept a day
@@ -395,7 +399,7 @@ def test_iredapds_settings_pass_check_config_and_drive_the_cleanup_timer(iredapd
     cleaned = run_tool("admin.cleanup_db", settings_path=settings_path)
     assert cleaned.returncode == 0, cleaned.stdout + cleaned.stderr
     senders = {r[0] for r in server.query("SELECT sender FROM greylisting_tracking", database=iredapd)}
-    assert senders == {f"{name}@remote.example" for name in ("blocked", "waited", "gaveup", "friend")}
+    assert senders == {f"{name}@remote.example" for name in ("blocked", "waited", "gaveup", "friend", "v6")}
     counters = {r[0] for r in server.query("SELECT account FROM throttle_tracking", database=iredapd)}
     assert counters == {USER}
     sessions = sorted(r[0] for r in server.query("SELECT instance FROM smtp_sessions", database=iredapd))
