@@ -142,17 +142,16 @@ def fill_as_iredapd_left_it(server, now: int) -> None:
     )
     # a triplet still blocked; one whose block has run out; another sender of that client, never retried;
     # one past record_expired (cleanup's); a client that passed last week (AUTH_EXPIRE: 30 days)
-    for sender, client, age, block_left, passed in (
-        ("blocked@remote.example", "192.0.2.20", 60, 840, 0),
-        ("waited@remote.example", "192.0.2.21", 1200, -300, 0),
-        ("gaveup@remote.example", "192.0.2.21", 1100, -200, 0),
-        ("expired@remote.example", "192.0.2.22", 3 * DAY, -3 * DAY, 0),
-        ("friend@remote.example", "192.0.2.23", 7 * DAY, -7 * DAY, 1),
-        ("v6@remote.example", "2001:db8:0:1::25", 1200, -300, 0),  # as Postfix wrote the address
+    for sender, client, age, block_left, record_left, passed in (
+        ("blocked@remote.example", "192.0.2.20", 60, 840, DAY, 0),
+        ("waited@remote.example", "192.0.2.21", 1200, -300, DAY, 0),
+        ("gaveup@remote.example", "192.0.2.21", 1100, -200, DAY, 0),
+        ("expired@remote.example", "192.0.2.22", 3 * DAY, -3 * DAY, -DAY, 0),
+        ("friend@remote.example", "192.0.2.23", 7 * DAY, -7 * DAY, 23 * DAY, 1),
+        ("v6@remote.example", "2001:db8:0:1::25", 1200, -300, DAY, 0),  # as Postfix wrote the address
     ):
-        record_expired = now - DAY if age == 3 * DAY else now + (23 if passed else 1) * DAY
-        values = (sender, USER, client, "remote.example", now - age, now + block_left, record_expired, 1, passed)
-        server.execute(TRACKING, values, database=iredapd)
+        times = (now - age, now + block_left, now + record_left)
+        server.execute(TRACKING, (sender, USER, client, "remote.example", *times, 1, passed), database=iredapd)
     # iRedAPD's SPF job: a big sender's domain and the network its SPF named last run
     server.execute("INSERT INTO greylisting_whitelist_domains (domain) VALUES ('ip4.spf.test')", database=iredapd)
     server.execute(
