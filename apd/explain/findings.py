@@ -1,8 +1,8 @@
-"""What greylisting and throttle found, as sentences for ``apd explain`` (pure).
+"""What the checks looked up, as sentences for ``apd explain`` (pure).
 
-Each outcome is computed from the rows read before the check's own statement, by the pure rules
-the daemon's statements implement (``greylisting.next_state``; ``rules.current`` / ``refuses`` /
-``after``), so it says what the statement will do and why.
+Greylisting's and throttle's outcomes are computed from the rows read before the check's own
+statement, by the pure rules the daemon's statements implement (``greylisting.next_state``;
+``rules.current`` / ``refuses`` / ``after``), so they say what the statement will do and why.
 """
 
 from __future__ import annotations
@@ -10,7 +10,10 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Mapping, Sequence
 
+from apd.access_policy import PolicyRows
+from apd.login_mismatch import SenderRelations
 from apd.store.greylisting import Facts
+from apd.store.wblist import ListRow
 from apd.throttle.rules import Counter, Setting, Tracked, after, current, expired, first_refusal
 
 
@@ -103,6 +106,83 @@ def throttle_outcome(
         new = after(counter, rows.get((counter.tid, counter.key)), rc, size, now)
         became.append(f"rule id={counter.tid} for {counter.key}: cur_msgs {new.cur_msgs}, cur_quota {new.cur_quota}")
     return f"accepted: the counters would become {'; '.join(became)}"
+
+
+# --- white/blacklists, senderscore --------------------------------------------------------------
+
+_COLOURS = {"W": "whitelisted", "B": "blacklisted"}
+
+
+def wblist_rows(rows: Sequence[ListRow]) -> list[str]:
+    """The amavisd list rows that can decide this request (what ``amavisd_wblist`` weighs)."""
+    if not rows:
+        return ["amavisd wblist: no row for these sender and recipient forms"]
+    found = []
+    for row in rows:
+        colour = _COLOURS.get(row.wb, repr(row.wb))
+        local = f"{row.local_email} (users id {row.local_id}, priority {row.local_priority})"
+        ext = f"{row.ext_email} (mailaddr id {row.ext_id}, priority {row.ext_priority})"
+        if row.direction == "out":
+            found.append(f"amavisd outbound_wblist row: sender {local} sending to {ext}: {colour}")
+        else:
+            via = " (a network holding the client)" if row.direction == "in-net" else ""
+            found.append(f"amavisd wblist row: recipient {local} receiving from {ext}{via}: {colour}")
+    return found
+
+
+def rdns_rows(names: Sequence[str], rows: Sequence[tuple[str, str]]) -> list[str]:
+    if not rows:
+        return [f"wblist_rdns: no row for {', '.join(names)}"]
+    return [f"wblist_rdns row: {name}: {_COLOURS.get(wb.upper(), repr(wb))}" for name, wb in rows]
+
+
+def senderscore_cached(client: str, cached: tuple[int, int] | None) -> str:
+    if cached is None:
+        return f"senderscore cache: no score for {client} (DNS is asked)"
+    return f"senderscore cache: score {cached[0]} for {client}, stored {when(cached[1])}"
+
+
+# --- accounts ------------------------------------------------------------------------------------
+
+
+def local_domain(domain: str, local: bool, include_alias: bool, include_backupmx: bool) -> str:
+    counted = ", ".join(
+        what for what, on in (("alias domains", include_alias), ("backup MX domains", include_backupmx)) if on
+    )
+    return f"domain {domain or '(none)'} is {'' if local else 'not '}local" + (
+        f" (counting {counted})" if counted else ""
+    )
+
+
+def alias_domains(targets: Mapping[str, str | None]) -> list[str]:
+    return [f"alias domain {name} -> {target}" for name, target in targets.items() if target]
+
+
+def sender_relations(sender: str, list_address: str, login: str, relations: SenderRelations) -> str:
+    if relations.allowed:
+        text = f"sender {sender} is an alias address of login {login}, or a list or alias the login belongs to"
+    else:
+        text = f"sender {sender} is not an alias address of login {login}, nor a list or alias the login belongs to"
+    if list_address != sender:
+        text += f" (looked up as {list_address})"
+    if relations.mlmmj_list:
+        text += "; the sender is an mlmmj mailing list (mlmmjadmin is asked)"
+    return text
+
+
+def password_changed(username: str, found: bool, value: object) -> str:
+    if not found:
+        return f"mailbox {username}: not found"
+    return f"mailbox {username}: password last changed {value}"
+
+
+def access_policy_rows(rows: PolicyRows) -> list[str]:
+    found = [f"alias {name}: access policy {policy}" for name, policy in sorted(rows.alias_policies.items())]
+    found += [f"mailing list {name}: access policy {policy}" for name, policy in sorted(rows.list_policies.items())]
+    for kind, table in (("member", rows.members), ("moderator", rows.moderators), ("owner", rows.owners)):
+        for name, senders in sorted(table.items()):
+            found.append(f"{name}: the sender is a {kind} ({', '.join(sorted(senders))})")
+    return found or ["no alias or mailing list with an access policy for this recipient"]
 
 
 def _limit(value: int) -> str:

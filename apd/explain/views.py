@@ -1,10 +1,10 @@
-"""The store as the checks see it during ``apd explain``: the real one, with greylisting and
-throttle repositories that note what they looked up and what their statement will do.
+"""The store as the checks see it during ``apd explain``: the real one, with repositories that
+note what they looked up (apd/explain/findings.py words it) and then return it unchanged.
 
-Before the statement that counts or tracks, the view reads the row it acts on and states the
-outcome by the pure rule (apd/explain/findings.py); then the statement itself runs, inside the
-sandbox's transaction that is undone (apd/explain/sandbox.py). Should the two disagree (a live
-daemon changed the row in between) the view says so. The daemon's store is not involved.
+Before greylisting's tracking statement and throttle's counting, the view reads the row it acts
+on and states the outcome by the pure rule; then the statement itself runs, inside the sandbox's
+transaction that is undone (apd/explain/sandbox.py). Should the two disagree (a live daemon
+changed the row in between) the view says so. The daemon's own store is never wrapped.
 """
 
 from __future__ import annotations
@@ -64,6 +64,18 @@ class GreylistingView(_Delegating):
         self._note(f"after the pass, {deleted} other unpassed tracking row(s) of {client_key} would be deleted")
         return deleted
 
+    def add_whitelist(self, account: str, sender: str, comment: str = "") -> bool:
+        added = self._real.add_whitelist(account, sender, comment)
+        if added:
+            self._note(f"greylisting whitelist row {sender} -> {account} would be added")
+        return added
+
+    def add_whitelist_domain(self, domain: str) -> bool:
+        added = self._real.add_whitelist_domain(domain)
+        if added:
+            self._note(f"greylisting whitelist domain {domain} would be added")
+        return added
+
 
 class ThrottleRulesView(_Delegating):
     def matching(self, kinds: Sequence[str], accounts: Sequence[str]) -> list[Setting]:
@@ -88,6 +100,66 @@ class CountersView(_Delegating):
         return counted
 
 
+class WblistView(_Delegating):
+    def lookup(self, *args: Any, **kwargs: Any) -> Any:
+        found = self._real.lookup(*args, **kwargs)
+        for line in findings.wblist_rows(found.rows):
+            self._note(line)
+        return found
+
+
+class RdnsView(_Delegating):
+    def lookup(self, names: Sequence[str]) -> list[tuple[str, str]]:
+        rows = self._real.lookup(names)
+        for line in findings.rdns_rows(names, rows):
+            self._note(line)
+        return rows
+
+
+class SenderscoreView(_Delegating):
+    def get(self, client_address: str) -> tuple[int, int] | None:
+        cached = self._real.get(client_address)
+        self._note(findings.senderscore_cached(client_address, cached))
+        return cached
+
+    def save(self, client_address: str, score: int, now: int) -> None:
+        self._real.save(client_address, score, now)
+        self._note(f"the score {score} of {client_address} would be cached")
+
+
+class AccountsView(_Delegating):
+    """SQL or LDAP accounts: the lookups the SQL checks and login mismatch make."""
+
+    def is_local_domain(self, domain: str, include_alias: bool = True, include_backupmx: bool = True, **kwargs) -> bool:
+        local = self._real.is_local_domain(domain, include_alias, include_backupmx, **kwargs)
+        self._note(findings.local_domain(domain, local, include_alias, include_backupmx))
+        return local
+
+    def alias_targets(self, domains: Any) -> dict[str, str | None]:
+        targets = self._real.alias_targets(domains)
+        for line in findings.alias_domains(targets):
+            self._note(line)
+        return targets
+
+    def sender_relations(
+        self, sender: str, list_address: str, sasl_username: str, strictly: bool, list_member: bool
+    ) -> Any:
+        relations = self._real.sender_relations(sender, list_address, sasl_username, strictly, list_member)
+        self._note(findings.sender_relations(sender, list_address, sasl_username, relations))
+        return relations
+
+    def password_last_change(self, username: str) -> tuple[bool, Any]:
+        found, value = self._real.password_last_change(username)
+        self._note(findings.password_changed(username, found, value))
+        return found, value
+
+    def access_policy_rows(self, accounts: Sequence[str], senders: Sequence[str]) -> Any:
+        rows = self._real.access_policy_rows(accounts, senders)
+        for line in findings.access_policy_rows(rows):
+            self._note(line)
+        return rows
+
+
 class StoreView(_Delegating):
     """``Store`` with the noting repositories; everything else is the real store's."""
 
@@ -106,3 +178,19 @@ class StoreView(_Delegating):
     @cached_property
     def throttle_counters(self) -> CountersView:
         return CountersView(self._real.throttle_counters, self._note)
+
+    @cached_property
+    def wblist(self) -> WblistView:
+        return WblistView(self._real.wblist, self._note)
+
+    @cached_property
+    def rdns(self) -> RdnsView:
+        return RdnsView(self._real.rdns, self._note)
+
+    @cached_property
+    def senderscore(self) -> SenderscoreView:
+        return SenderscoreView(self._real.senderscore, self._note)
+
+    @cached_property
+    def accounts(self) -> AccountsView:
+        return AccountsView(self._real.accounts, self._note)

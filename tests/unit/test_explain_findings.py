@@ -74,3 +74,28 @@ def test_throttle_outcome_refusal_and_new_values():
     assert throttle_outcome([COUNTER], {key: Tracked(10, 9000, NOW - 7200)}, 2, 500, NOW) == (
         "accepted: the counters would become rule id=7 for u@example.com: cur_msgs 2, cur_quota 500"
     )
+
+
+def test_list_rows_in_words():
+    from apd.access_policy import PolicyRows
+    from apd.explain.findings import access_policy_rows, rdns_rows, wblist_rows
+    from apd.store.wblist import ListRow
+
+    rows = [
+        ListRow("in-net", 1, 10, "u@example.com", 4, 70, "192.0.2.0/24", "B"),
+        ListRow("out", 1, 10, "u@example.com", 5, 10, "friend@example.org", "W"),
+    ]
+    assert wblist_rows(rows) == [
+        "amavisd wblist row: recipient u@example.com (users id 1, priority 10) receiving from 192.0.2.0/24"
+        " (mailaddr id 4, priority 70) (a network holding the client): blacklisted",
+        "amavisd outbound_wblist row: sender u@example.com (users id 1, priority 10) sending to friend@example.org"
+        " (mailaddr id 5, priority 10): whitelisted",
+    ]
+    assert rdns_rows(["a.example.net", ".example.net"], [(".example.net", "w")]) == [
+        "wblist_rdns row: .example.net: whitelisted"
+    ]
+    policies = PolicyRows(list_policies={"team@example.com": "membersonly"}, members={"team@example.com": {"a@x.org"}})
+    assert access_policy_rows(policies) == [
+        "mailing list team@example.com: access policy membersonly",
+        "team@example.com: the sender is a member (a@x.org)",
+    ]
