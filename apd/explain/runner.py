@@ -175,6 +175,8 @@ def _run(settings, store, request, checks, traces, recording, now, sandbox: Sand
                 action, decided = settings.STORE_FAILURE_ACTION, trace
                 trace.decided = True
                 note = "a database is down: the daemon answers STORE_FAILURE_ACTION"
+            else:
+                note = "a database is down: the daemon goes on without this check (STORE_FAILURE_ACTION is DUNNO)"
             continue
         except Exception as exc:  # the daemon logs it and counts the check as DUNNO
             trace.error = f"{type(exc).__name__}: {escape_controls(str(exc))} (counted as DUNNO)"
