@@ -20,9 +20,9 @@ Database round trips of one greylisting decision (``Greylisting`` check):
 3. Only when a triplet passes: ``forget_unpassed()`` deletes the client's unpassed rows
    (3 round trips, once per client and month).
 
-A dialect without ``INSERT ... RETURNING`` (``supports_upsert_returning = False``: the MySQL
-dialect, although MariaDB >= 10.5 has it) runs the upsert and a SELECT of the row in one
-transaction instead (BEGIN, upsert, SELECT, COMMIT: 4 round trips for step 2).
+A server without ``INSERT ... RETURNING`` (``supports_upsert_returning = False``: MySQL, and
+MariaDB before 10.5; set at connect by apd/store/mysql.py) gets the upsert and a SELECT of the
+row in one transaction instead (BEGIN, upsert, SELECT, COMMIT: 4 round trips for step 2).
 The alias-domain lookup of the recipient domain (vmail or LDAP) comes on top, memoised per
 request by RequestContext.
 """

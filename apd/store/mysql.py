@@ -36,13 +36,23 @@ LOCK_WAIT_TIMEOUT = 1205
 STATEMENT_TIME_EXCEEDED = 1969  # MariaDB max_statement_time
 
 _EXCLUDED = re.compile(r"\bexcluded\.(\w+)", re.IGNORECASE)
+_MARIADB_VERSION = re.compile(r"(?:5\.5\.5-)?(\d+)\.(\d+)")
+
+
+def returns_upserted_row(server_version: str) -> bool:
+    """MariaDB >= 10.5: ``INSERT ... ON DUPLICATE KEY UPDATE ... RETURNING`` gives the row the
+    statement left, inserted or updated. Some servers report ``5.5.5-10.11.6-MariaDB``."""
+    if "mariadb" not in server_version.lower():
+        return False
+    found = _MARIADB_VERSION.match(server_version)
+    return bool(found) and (int(found.group(1)), int(found.group(2))) >= (10, 5)
 
 
 class MysqlDialect(ServerDialect):
     name = "mysql"
     case_insensitive_text = True  # utf8mb4_general_ci columns ignore case
-    # MySQL has no INSERT ... RETURNING (MariaDB's cannot be relied on for MySQL servers):
-    # callers read the row back in the same transaction instead.
+    # MySQL has no INSERT ... RETURNING: callers read the row back in the same transaction
+    # instead. Set per server at connect (``prepare_connection``): MariaDB >= 10.5 has it.
     supports_upsert_returning = False
 
     def __init__(self, *args: Any, driver: MysqlDriver | None = None, **kwargs: Any):
@@ -53,6 +63,10 @@ class MysqlDialect(ServerDialect):
         return self.driver.connect(
             ConnectOptions(self.host, self.port, self.user, self.password, self.database, self.timeout, self.use_ssl)
         )
+
+    def prepare_connection(self, conn: Any) -> None:
+        # One statement instead of BEGIN, upsert, SELECT, COMMIT for greylisting tracking.
+        self.supports_upsert_returning = returns_upserted_row(conn.get_server_info())
 
     def driver_errors(self) -> tuple[type[BaseException], ...]:
         return (self.driver.module.MySQLError,)
