@@ -185,5 +185,18 @@ def access_policy_rows(rows: PolicyRows) -> list[str]:
     return found or ["no alias or mailing list with an access policy for this recipient"]
 
 
+def ldap_entry(address: str, dn: str | None, entry: Mapping[str, Sequence[str]] | None) -> str:
+    if dn is None:
+        return f"LDAP: no account, list or alias with mail or shadowAddress {address}"
+    shown = "; ".join(f"{name}: {', '.join(values)}" for name, values in sorted((entry or {}).items()))
+    return f"LDAP entry for {address}: {dn}" + (f" ({shown})" if shown else "")
+
+
+def ldap_list_members(list_address: str, kind: str, members: Sequence[str] | None) -> str:
+    if members is None:
+        return f"LDAP: the domain of {list_address} has no entry (the policy lets the sender through)"
+    return f"LDAP {kind} of {list_address}: {', '.join(sorted(members)) or 'none'}"
+
+
 def _limit(value: int) -> str:
     return str(value) if value > 0 else "no limit"

@@ -153,6 +153,21 @@ class AccountsView(_Delegating):
         self._note(findings.password_changed(username, found, value))
         return found, value
 
+    def get_account(self, address: str, attrs: Sequence[str] | None = None) -> Any:
+        dn, entry = self._real.get_account(address, attrs)
+        self._note(findings.ldap_entry(address, dn, entry))
+        return dn, entry
+
+    def list_members(self, list_address: str, list_domain: str) -> list[str] | None:
+        members = self._real.list_members(list_address, list_domain)
+        self._note(findings.ldap_list_members(list_address, "members", members))
+        return members
+
+    def list_members_and_moderators(self, list_address: str, list_domain: str) -> list[str] | None:
+        members = self._real.list_members_and_moderators(list_address, list_domain)
+        self._note(findings.ldap_list_members(list_address, "members and moderators", members))
+        return members
+
     def access_policy_rows(self, accounts: Sequence[str], senders: Sequence[str]) -> Any:
         rows = self._real.access_policy_rows(accounts, senders)
         for line in findings.access_policy_rows(rows):

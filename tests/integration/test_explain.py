@@ -28,8 +28,14 @@ from tests.integration.greylisting_backends import open_backend
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "explain"
 NOW = 1_764_806_400  # fixed: the golden files hold times derived from it
 USER = "user@example.com"
-# iRedMail's list and three more
-PLUGINS = [*DEFAULT_PLUGINS, "reject_to_hostname", "sql_ml_access_policy", "sql_force_change_password"]
+# iRedMail's list and four more (an LDAP one: skipped on SQL, as the output says)
+PLUGINS = [
+    *DEFAULT_PLUGINS,
+    "reject_to_hostname",
+    "sql_ml_access_policy",
+    "sql_force_change_password",
+    "ldap_maillist_access_policy",
+]
 HOSTNAME = "mx.example.com"  # reject_to_hostname's socket.gethostname(), set by the golden test
 ACCOUNTS = [
     ("vmail", "INSERT INTO domain (domain, active) VALUES ('example.com', 1)"),
@@ -471,3 +477,40 @@ def test_sqlite_is_not_locked_for_other_writers_after_a_check_wrote(request, tmp
     assert probe.result == "DUNNO another writer was not blocked", as_text(explanation)
     assert backend.store.iredapd.query("SELECT COUNT(*) FROM greylisting_tracking") == [(0,)]
     backend.close()
+
+
+LDAP_PLUGINS = ["reject_sender_login_mismatch", "ldap_maillist_access_policy", "ldap_force_change_password"]
+LDAP_CASES = {
+    # a login whose shadowLastChange (day 19000) is long past
+    "ldap_force_change_password": (
+        rcpt(sender=USER, sasl_username=USER, sasl_method="PLAIN", recipient="friend@example.org"),
+        "ldap_force_change_password",
+    ),
+    "ldap_maillist_access_policy": (rcpt(sender="outsider@example.net", recipient="team@example.com"), None),
+}
+
+
+@pytest.mark.servers
+@pytest.mark.parametrize("case", sorted(LDAP_CASES))
+def test_golden_ldap(slapd_server, case):
+    """The LDAP checks against slapd with iRedMail's schema: what entry each found and why it decided."""
+    from apd.settings import defaults
+    from apd.store import Store
+    from tests.helpers.servers import require_module
+
+    require_module("ldap")
+    from apd.store.ldap import LdapAccounts
+
+    dn = f"mail=team@example.com,ou=Groups,domainName=example.com,{slapd_server.basedn}"
+    entry = {"objectClass": ["mailList"], "mail": ["team@example.com"], "accountStatus": ["active"]}
+    slapd_server.add(dn, {**entry, "accessPolicy": ["domain"], "enabledService": ["mail"]})
+    settings = defaults().replace(backend="ldap", plugins=LDAP_PLUGINS, **slapd_server.settings())
+    accounts = LdapAccounts(settings, hostname="mx.apd.test")
+    try:
+        attrs, decider = LDAP_CASES[case]
+        explanation = explain(settings, Store(None, None, None, accounts), attrs, NOW)
+        assert explanation.decided_by == (decider or case), as_text(explanation)
+        golden(f"ldap-{case}", as_text(explanation))
+    finally:
+        accounts.close()
+        slapd_server.delete(dn)
