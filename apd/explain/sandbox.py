@@ -10,6 +10,9 @@ that ``undo()`` rolls back after each check:
 * a transaction the store opens itself (``Database.transaction``: the two throttle counters of one
   message, a counter's creation) becomes a savepoint inside it, so its COMMIT or ROLLBACK acts as
   it would in the daemon (a refused counter's partner is undone) and nothing is ever committed;
+* a statement outside the store's own transactions runs in a savepoint of its own, so that its
+  failure undoes only itself, as in the daemon's autocommit (PostgreSQL would otherwise refuse
+  every later statement of the transaction);
 * a write never runs outside the transaction: when the connection was lost (and reopened by the
   store) the transaction is begun again on the new one, and no statement is retried on a new
   connection while it is open (its earlier writes would be gone and the retry kept).
@@ -102,7 +105,10 @@ class SandboxedDatabase:
         )
         self.record(statement)
         try:
-            result = self._real(sql, params, fetch, many)
+            if self.open.conn is not None and not self.open.savepoints:
+                result = self._alone(sql, params, fetch, many)
+            else:
+                result = self._real(sql, params, fetch, many)
         except StoreError as exc:
             statement.error = str(exc)
             raise
@@ -136,6 +142,28 @@ class SandboxedDatabase:
         finally:
             database._in_transaction = saved
 
+    def _alone(self, sql: str, params: Any, fetch: bool, many: bool) -> Any:
+        """A statement outside the store's own transactions runs alone in the daemon (autocommit):
+        its failure (a duplicate key lost to a live daemon, a timeout) must undo only itself, as
+        PostgreSQL would otherwise refuse every later statement of explain's transaction."""
+        name = self._savepoint_name()
+        self._real(f"SAVEPOINT {name}", (), False)
+        try:
+            result = self._real(sql, params, fetch, many)
+        except StoreError:
+            if self.open.conn is self.database._conn:
+                try:
+                    self._real(f"ROLLBACK TO SAVEPOINT {name}", (), False)
+                except StoreError:
+                    self.database.close()  # the transaction goes with it: nothing was kept
+            raise
+        self._real(f"RELEASE SAVEPOINT {name}", (), False)
+        return result
+
+    def _savepoint_name(self) -> str:
+        self.open.made += 1
+        return f"apd_explain_{self.open.made}"
+
     def _begin(self) -> None:
         if self.open.conn is not None and self.open.conn is self.database._conn:
             return
@@ -145,8 +173,7 @@ class SandboxedDatabase:
 
     def _savepoint(self) -> int:
         self._begin()
-        self.open.made += 1
-        name = f"apd_explain_{self.open.made}"
+        name = self._savepoint_name()
         self.open.savepoints.append(name)
         return self._real(f"SAVEPOINT {name}", (), False)
 

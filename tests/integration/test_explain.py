@@ -517,3 +517,40 @@ def test_golden_ldap(slapd_server, case):
     finally:
         accounts.close()
         slapd_server.delete(dn)
+
+
+DUPLICATE = '''
+from apd.checks.base import Check
+from apd.errors import DuplicateKey
+
+
+class Duplicate(Check):
+    """Loses a duplicate-key race, as a check may against a live daemon, then reads on."""
+
+    name = "custom_duplicate"
+
+    def check(self, request, ctx):
+        db = ctx.store.iredapd
+        db.execute("INSERT INTO greylisting_whitelist_domains (domain) VALUES (%s)", ["dup.example"])
+        try:
+            db.execute("INSERT INTO greylisting_whitelist_domains (domain) VALUES (%s)", ["dup.example"])
+        except DuplicateKey:
+            pass
+        (count,) = db.query_one("SELECT COUNT(*) FROM greylisting_whitelist_domains WHERE domain = %s", ["dup.example"])
+        return f"DUNNO {count} row"
+'''
+
+
+@pytest.mark.parametrize("kind", SQL_KINDS)
+def test_a_failed_write_undoes_only_itself_as_in_the_daemon(request, tmp_path, kind):
+    """PostgreSQL refuses every statement of a transaction after a failed one: each statement of
+    explain's runs in a savepoint of its own, so the check reads on as in the daemon's autocommit."""
+    backend = prepared(request, tmp_path, kind, [])
+    (tmp_path / "checks").mkdir()
+    (tmp_path / "checks" / "custom_duplicate.py").write_text(DUPLICATE)
+    settings = backend.settings.replace(plugins=["custom_duplicate"], CUSTOM_CHECKS_DIR=str(tmp_path / "checks"))
+    explanation = explain(settings, backend.store, rcpt(recipient=USER), NOW)
+    (duplicate,) = explanation.checks
+    assert (duplicate.result, duplicate.error) == ("DUNNO 1 row", ""), as_text(explanation)
+    assert backend.store.iredapd.query("SELECT domain FROM greylisting_whitelist_domains") == []
+    backend.close()
