@@ -37,6 +37,8 @@ def as_text(explanation: Explanation, sql: bool = False) -> str:
     for name in SHOWN_ATTRIBUTES:
         if request.get(name):
             out.append(f"  {name} = {escape_controls(request[name])}")
+        elif name == "sender":
+            out.append("  sender = <> (the null sender)")
     out.append("checks, in order:")
     for number, trace in enumerate(explanation.checks, 1):
         head = f"  {number}. {trace.name} (priority {trace.priority})"

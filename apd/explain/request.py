@@ -61,13 +61,23 @@ def from_flags(values: Mapping[str, str | None]) -> dict[str, str]:
     return with_defaults(flag_attributes(values))
 
 
+# smtpd's protocol states (SMTPD_POLICY_README), for --state
+STATES = ("CONNECT", "EHLO", "HELO", "MAIL", "RCPT", "DATA", "END-OF-MESSAGE", "VRFY", "ETRN")
+
+
 def flag_attributes(values: Mapping[str, str | None]) -> dict[str, str]:
-    """The attributes the given flags name (a flag left out: None), without defaults."""
+    """The attributes the given flags name (a flag left out: None), without defaults. A state
+    or number smtpd could not send is refused (RequestError)."""
     attrs = {FLAGS[name]: value for name, value in values.items() if name in FLAGS and value is not None}
     if "sasl_username" in attrs and attrs["sasl_username"]:
         attrs.setdefault("sasl_method", "PLAIN")
     if "protocol_state" in attrs:
         attrs["protocol_state"] = attrs["protocol_state"].upper()
+        if attrs["protocol_state"] not in STATES:
+            raise RequestError(f"--state {attrs['protocol_state'][:40]!r}: not one of {', '.join(STATES)}")
+    for name in ("size", "recipient_count"):
+        if name in attrs and not (attrs[name].isascii() and attrs[name].isdigit()):
+            raise RequestError(f"{flag_of(name)} {attrs[name][:40]!r}: not a whole number")
     return attrs
 
 

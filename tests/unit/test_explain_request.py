@@ -84,3 +84,16 @@ def test_what_an_end_of_message_line_without_helo_does_not_give_is_reported():
         "Postfix logged: 554 5.7.1 ...; not in the log line, taken as empty or 0: helo_name, sasl_username, size, "
         "recipient_count (give --helo, --sasl-username, --size, --recipient-count to set them)"
     )
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        ({"state": "rcpt-to"}, "--state 'RCPT-TO': not one of CONNECT, EHLO"),
+        ({"size": "10k"}, "--size '10k': not a whole number"),
+        ({"recipient_count": "-1"}, "--recipient-count '-1': not a whole number"),
+    ],
+)
+def test_flags_smtpd_could_not_send_are_refused(flags, message):
+    with pytest.raises(RequestError, match=message):
+        from_flags(flags)
