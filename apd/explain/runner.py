@@ -20,13 +20,14 @@ from apd import checks as check_registry
 from apd import replies
 from apd.checks.greylisting import Timing
 from apd.context import RequestContext
-from apd.errors import StoreUnavailable
+from apd.errors import StoreError, StoreUnavailable
 from apd.explain.sandbox import Sandbox, Statement
 from apd.explain.views import StoreView
 from apd.log_escape import escape_controls
 from apd.netmatch import TrustedClients
 from apd.policy import ends_chain
 from apd.protocol import PolicyRequest
+from apd.store.throttle_notices import claim_notice
 
 
 @dataclass
@@ -79,18 +80,35 @@ class _LogCapture(logging.Handler):
 
 
 class _WouldNotify:
-    """Stands in for the throttle check's quota notices: says what would be sent, sends nothing."""
+    """Stands in for the throttle check's quota notices: claims the window's notice by the
+    daemon's own atomic UPDATE (undone with the check's other writes) to say whether one would
+    be sent, and sends nothing."""
 
-    def __init__(self, recording: _Recording):
+    def __init__(self, recording: _Recording, notices: Any):
         self.recording = recording
+        self.db = getattr(notices, "db", None)  # None: notices are off (NOTIFICATION_RECIPIENTS empty)
+        envelope = getattr(notices, "envelope", None)
+        self.recipients = ", ".join(envelope.recipients) if envelope else ""
 
     def quota_exceeded(self, event: Any) -> bool:
-        if self.recording.trace is not None:
-            self.recording.trace.notices.append(
-                f"a quota notice for {escape_controls(event.user)} ({event.rule}={event.value}) would be sent, "
-                "unless one was sent in this window already"
-            )
+        what = f"quota notice for {escape_controls(event.user)} ({event.rule}={event.value})"
+        if self.db is None:
+            self._say(f"no {what}: NOTIFICATION_RECIPIENTS is empty")
+            return False
+        try:
+            claimed = claim_notice(self.db, event.tid, event.tracking_account, event.now, event.period)
+        except StoreError as exc:
+            self._say(f"no {what}: claiming it failed: {escape_controls(str(exc))}")
+            return False
+        if claimed:
+            self._say(f"a {what} would be sent to {escape_controls(self.recipients)}")
+        else:
+            self._say(f"no {what}: one was sent in this counting window already")
         return False
+
+    def _say(self, text: str) -> None:
+        if self.recording.trace is not None:
+            self.recording.trace.notices.append(text)
 
     def __getattr__(self, name: str) -> Any:
         return lambda *args, **kwargs: None  # drain() and friends: nothing to wait for
@@ -130,7 +148,7 @@ def explain(settings: Any, store: Any, attrs: dict[str, str], now: float | None 
         checks = check_registry.instantiate(planned, settings, view)
     for check in checks:
         if hasattr(check, "notices"):
-            check.notices = _WouldNotify(recording)
+            check.notices = _WouldNotify(recording, check.notices)
     traces = [CheckTrace(check.name, getattr(check, "priority", 0)) for check in checks]
     sandbox = Sandbox(store.databases(), recording.statement)
     try:

@@ -554,3 +554,25 @@ def test_a_failed_write_undoes_only_itself_as_in_the_daemon(request, tmp_path, k
     assert (duplicate.result, duplicate.error) == ("DUNNO 1 row", ""), as_text(explanation)
     assert backend.store.iredapd.query("SELECT domain FROM greylisting_whitelist_domains") == []
     backend.close()
+
+
+@pytest.mark.parametrize("kind", SQL_KINDS)
+def test_the_quota_notice_is_claimed_as_the_daemon_would_and_not_kept(request, tmp_path, kind):
+    backend = prepared(request, tmp_path, kind, CASES["throttle"][0])
+    settings = backend.settings.replace(NOTIFICATION_RECIPIENTS=["postmaster@example.com"], CMD_SENDMAIL="/bin/false")
+    attrs = CASES["throttle"][1]
+    first = explain(settings, backend.store, attrs, NOW)
+    (throttle,) = [trace for trace in first.checks if trace.name == "throttle"]
+    assert throttle.notices == [f"a quota notice for {USER} (max_msgs=2) would be sent to postmaster@example.com"], (
+        as_text(first)
+    )
+    notified = "SELECT last_notify_time FROM throttle_tracking"
+    assert backend.store.iredapd.query(notified) == [(0,)]  # the claim was undone
+    backend.store.iredapd.execute("UPDATE throttle_tracking SET last_notify_time = %s", [NOW - 60])
+    again = explain(settings, backend.store, attrs, NOW)
+    (throttle,) = [trace for trace in again.checks if trace.name == "throttle"]
+    assert throttle.notices == [
+        f"no quota notice for {USER} (max_msgs=2): one was sent in this counting window already"
+    ]
+    assert backend.store.iredapd.query(notified) == [(NOW - 60,)]
+    backend.close()
