@@ -87,8 +87,10 @@ def main(argv: Sequence[str], stdin: TextIO = sys.stdin, stdout: TextIO = sys.st
     from apd.errors import StoreError
     from apd.explain.runner import explain
     from apd.store import open_store
+    from apd.store.servers import check_drivers
 
     try:
+        check_drivers(settings)  # a missing driver is said with what to install, as at start-up
         store = open_store(settings)
     except StoreError as exc:
         print(f"apd explain: {escape_controls(str(exc))}", file=sys.stderr)

@@ -576,3 +576,20 @@ def test_the_quota_notice_is_claimed_as_the_daemon_would_and_not_kept(request, t
     ]
     assert backend.store.iredapd.query(notified) == [(NOW - 60,)]
     backend.close()
+
+
+def test_a_missing_driver_is_named_with_what_to_install(tmp_path):
+    """backend ldap without python-ldap (hidden here): exit 1 with the advice, no traceback."""
+    (tmp_path / "hidden" / "ldap").mkdir(parents=True)
+    (tmp_path / "hidden" / "ldap" / "__init__.py").write_text("raise ImportError('hidden for this test')\n")
+    settings_file = tmp_path / "settings.py"
+    settings_file.write_text(settings_text({"backend": "ldap", "plugins": ["ldap_force_change_password"]}))
+    done = subprocess.run(
+        [sys.executable, "-m", "apd", "explain", "-c", str(settings_file), "--sasl-username", USER],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=f"{tmp_path / 'hidden'}:{ROOT}"),
+        timeout=60,
+    )
+    assert done.returncode == 1, done
+    assert "needs python-ldap" in done.stderr and "Traceback" not in done.stderr, done.stderr
