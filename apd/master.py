@@ -75,13 +75,22 @@ class Master:
         self.metrics_server = bind_metrics(self.settings.METRICS_LISTEN)
         prepare_store(self.settings)
         self.pid_file = write_pid_file(self.settings.pid_file) if self.settings.pid_file else None
+        if self.metrics_server is not None:
+            # before the drop: prometheus_client is imported (from a venv the account may not
+            # reach), the folder given to the account the workers write as
+            try:
+                self.metrics_server.folder = MultiprocessFolder(metrics_owner(self.settings.run_as_user))
+            except ImportError as exc:  # prometheus_client missing (setup.py requires it) or imported too early
+                raise HaltServer(f"METRICS_LISTEN: {exc}") from None
         preload_for_account(self.settings, self.settings_path)
         drop_privileges(self.settings.run_as_user)
         if self.metrics_server is not None:
-            # after the privilege drop: the folder belongs to the account the workers write as
-            self.metrics_server.folder = MultiprocessFolder()
-            metrics.install(PrometheusRecorder())
-            log.info("Serving metrics on http://%s/metrics", self.metrics_server.address)
+            metrics.install(PrometheusRecorder())  # its files made as the account
+            log.info(
+                "Serving metrics on http://%s/metrics (workers' files in %s)",
+                self.metrics_server.address,
+                self.metrics_server.folder.path,
+            )
         self._log_start()
         self.wake_r, self.wake_w = os.pipe()
         self.ready_r, self.ready_w = os.pipe()
@@ -313,6 +322,8 @@ class Master:
             new = new.replace(listen_address=self.settings.listen_address, listen_port=self.settings.listen_port)
         if new.run_as_user != self.settings.run_as_user:
             log.warning("run_as_user changed: a restart is needed for that part")
+        if new.METRICS_LISTEN != self.settings.METRICS_LISTEN:
+            log.warning("METRICS_LISTEN changed: a restart is needed for that part")
         try:
             prepare_store(new)
         except Exception as exc:  # e.g. a new sqlite_db_path we may not create after dropping root
@@ -350,6 +361,11 @@ def bind_metrics(listen: str) -> MetricsServer | None:
         return None
     host, port = parse_listen(listen)
     return MetricsServer(host, port)
+
+
+def metrics_owner(user_name: str) -> pwd.struct_passwd | None:
+    """Who owns the metrics folder: the account root drops to; None when apd stays as it is."""
+    return run_as_account(user_name, warn=False) if os.geteuid() == 0 else None
 
 
 def bind_srs_listeners(settings: Any) -> list[Any]:

@@ -238,6 +238,7 @@ class Worker:
         if self.decisions is not None:
             self.decisions.flush()
         self.policy.sessions.flush()
+        self.metrics.flush()  # the requests counted since the last flush (a no-op with metrics off)
 
     def _begin_stop(self) -> None:
         """Stop accepting (the master and other workers keep the socket) and answer what has arrived."""

@@ -8,8 +8,10 @@ master a socket, never a wait (the workers, which answer Postfix, are not involv
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
+import pwd
 import selectors
 import shutil
 import socket
@@ -62,14 +64,23 @@ def _reply(status: bytes, content_type: bytes, body: bytes, head: bool) -> bytes
 
 
 class MultiprocessFolder:
-    """The run's folder of prometheus_client files: made fresh, named in the environment before
-    prometheus_client is imported (the workers inherit both), removed at the end."""
+    """The run's folder of prometheus_client files: made fresh (mode 0700) and given to ``owner``,
+    named in the environment, then prometheus_client imported (the workers inherit both); removed
+    at the end. Made by root before the privilege drop: a venv in a private folder (root's home)
+    is out of the account's reach afterwards, as apd/preload.py explains."""
 
     ENV = "PROMETHEUS_MULTIPROC_DIR"
 
-    def __init__(self) -> None:
+    def __init__(self, owner: pwd.struct_passwd | None = None) -> None:
         self.path = tempfile.mkdtemp(prefix="apd-metrics-")
-        os.environ[self.ENV] = self.path
+        try:
+            if owner is not None:
+                os.chown(self.path, owner.pw_uid, owner.pw_gid)
+            os.environ[self.ENV] = self.path
+            import_multiprocess_client()
+        except BaseException:
+            self.remove()
+            raise
 
     def mark_dead(self, pid: int) -> None:
         from prometheus_client import multiprocess
@@ -78,6 +89,17 @@ class MultiprocessFolder:
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+def import_multiprocess_client() -> None:
+    """Import what the master and the workers use of prometheus_client, in multiprocess mode
+    (chosen once, when it is first imported: values written before that would stay in one process)."""
+    for name in ("prometheus_client", "prometheus_client.exposition", "prometheus_client.multiprocess"):
+        importlib.import_module(name)
+    from prometheus_client import values
+
+    if values.ValueClass is values.MutexValue:
+        raise ImportError("prometheus_client was imported before PROMETHEUS_MULTIPROC_DIR was set")
 
 
 class Scrape:
@@ -100,9 +122,9 @@ class MetricsServer:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             self.sock.bind((host, port))
             self.sock.listen(64)
-        except OSError:
+        except OSError as exc:
             self.sock.close()
-            raise
+            raise OSError(exc.errno, f"METRICS_LISTEN {host}:{port}: {exc.strerror}") from None
         self.sock.setblocking(False)
         self.address = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
         self.folder: MultiprocessFolder | None = None  # made after the master's privilege drop

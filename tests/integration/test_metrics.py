@@ -5,18 +5,24 @@ a bad address refused, and a hostile scraper that costs the policy answers nothi
 from __future__ import annotations
 
 import os
+import pwd
+import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import sysconfig
+import tempfile
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers.apd_process import ROOT, free_port
+from tests.helpers.apd_process import ROOT, ApdProcess, free_port
 from tests.helpers.policy_client import PolicyClient, rcpt
 
 CONNECTIONS = 10
@@ -32,6 +38,17 @@ def scrape(port: int) -> dict[tuple[str, frozenset], float]:
         for family in text_string_to_metric_families(text)
         for sample in family.samples
     }
+
+
+def scrape_when(port: int, ready) -> dict[tuple[str, frozenset], float]:
+    """A scrape once ``ready(samples)`` holds: the workers write what they counted at most a
+    second after answering (apd/metrics/recorder.py)."""
+    deadline = time.monotonic() + 5
+    while True:
+        samples = scrape(port)
+        if ready(samples) or time.monotonic() > deadline:
+            return samples
+        time.sleep(0.1)
 
 
 def value(samples, name: str, **labels: str) -> float:
@@ -77,9 +94,12 @@ def send_known_mix(proc) -> list[PolicyClient]:
 
 def test_counters_match_what_was_sent_and_a_killed_workers_series_go(metered):
     clients = send_known_mix(metered)
-    time.sleep(2.5)  # the workers report their connections once a second
-    samples = scrape(metered.metrics_port)
     sent = CONNECTIONS * (REJECTED + PASSED + END_OF_MESSAGE)
+
+    def settled(got) -> bool:  # the workers report their connections once a second
+        return total(got, "apd_requests_total") >= sent and total(got, "apd_connections", state="idle") >= CONNECTIONS
+
+    samples = scrape_when(metered.metrics_port, settled)
     assert value(samples, "apd_requests_total", state="RCPT", check="reject_null_sender", action="REJECT") == (
         CONNECTIONS * REJECTED
     )
@@ -89,6 +109,8 @@ def test_counters_match_what_was_sent_and_a_killed_workers_series_go(metered):
     )
     assert total(samples, "apd_requests_total") == sent  # nothing else was counted
     assert value(samples, "apd_request_duration_seconds_count") == sent
+    assert value(samples, "apd_request_duration_seconds_bucket", le="+Inf") == sent
+    assert 0 < value(samples, "apd_request_duration_seconds_sum") < sent * 0.5
     assert value(samples, "apd_check_duration_seconds_count", check="reject_null_sender") == CONNECTIONS * (
         REJECTED + PASSED
     )  # a RCPT check: not asked at END-OF-MESSAGE
@@ -106,8 +128,7 @@ def test_counters_match_what_was_sent_and_a_killed_workers_series_go(metered):
     while victim in metered.worker_pids() or len(metered.worker_pids()) < 2:
         assert time.monotonic() < deadline, "no replacement worker"
         time.sleep(0.1)
-    time.sleep(1.5)
-    after = scrape(metered.metrics_port)
+    after = scrape_when(metered.metrics_port, lambda got: str(victim) not in pids_of(got, "apd_connections"))
     assert str(victim) not in pids_of(after, "apd_connections")  # its live series are gone
     assert value(after, "apd_worker_restarts_total") == 1
     assert total(after, "apd_requests_total") == sent  # what it counted stays in the totals
@@ -150,7 +171,8 @@ def test_a_hostile_scraper_costs_the_policy_answers_nothing(metered):
             started = time.monotonic()
             assert client.ask(**rcpt()) == "DUNNO"
             assert time.monotonic() - started < 0.5
-    assert value(scrape(metered.metrics_port), "apd_requests_total", state="RCPT", check="none", action="DUNNO") == 50
+    samples = scrape_when(metered.metrics_port, lambda got: total(got, "apd_requests_total") >= 50)
+    assert value(samples, "apd_requests_total", state="RCPT", check="none", action="DUNNO") == 50
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(f"http://127.0.0.1:{metered.metrics_port}/other", timeout=5)
     assert refused.value.code == 404
@@ -179,8 +201,74 @@ def test_store_errors_and_fail_safe_answers_by_database(apd_factory):
     with proc.client() as client:
         for _ in range(3):
             assert client.ask(**rcpt()) == "451 4.3.0 Temporary failure"
-    samples = scrape(port)
+    samples = scrape_when(port, lambda got: total(got, "apd_requests_total") >= 3)
     # greylisting asks vmail first (is the recipient's domain local?): that is the database down
     assert value(samples, "apd_failsafe_answers_total", database="vmail") == 3
     assert value(samples, "apd_requests_total", state="RCPT", check="greylisting", action="451") == 3
     assert value(samples, "apd_store_errors_total", database="vmail", kind="unavailable") == 3
+
+
+def metrics_folder(proc) -> Path:
+    return Path(re.search(r"workers' files in (\S+)\)", proc.log()).group(1))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root")
+def test_run_as_user_from_a_venv_it_cannot_read():
+    """Root starts apd from site-packages in a private folder (as `make run` from a clone in
+    root's home): prometheus_client is imported before the drop, the folder is the account's."""
+    nobody = pwd.getpwnam("nobody")
+    workdir = Path(tempfile.mkdtemp(prefix="apd-metrics-privs-"))  # reachable by nobody
+    os.chmod(workdir, 0o755)
+    private = Path(tempfile.mkdtemp(prefix="apd-private-venv-"))  # mode 0700: root's only
+    (private / "site").symlink_to(sysconfig.get_paths()["purelib"])
+    port = free_port()
+    proc = ApdProcess(
+        workdir / "apd",
+        run_as_user="nobody",
+        sqlite_db_path=str(workdir / "apd" / "state" / "apd.sqlite3"),
+        plugins=["reject_null_sender"],
+        METRICS_LISTEN=f"127.0.0.1:{port}",
+    )
+    # python -S: no site-packages but the private one (PYTHONPATH), as in a venv of its own
+    wrapper = f'exe="$1"; shift; PYTHONPATH={ROOT}:{private}/site exec "$exe" -S "$@"'
+    proc.command_prefix = ("sh", "-c", wrapper, "wrapper")
+    try:
+        proc.start()
+        with proc.client() as client:
+            for _ in range(4):
+                assert client.ask(**rcpt(sender="", sasl_username="u@example.com")).startswith("REJECT")
+        samples = scrape_when(port, lambda got: total(got, "apd_requests_total") >= 4)
+        assert value(samples, "apd_requests_total", state="RCPT", check="reject_null_sender", action="REJECT") == 4
+        folder = metrics_folder(proc)
+        assert (folder.stat().st_uid, folder.stat().st_mode & 0o777) == (nobody.pw_uid, 0o700)
+        assert {path.stat().st_uid for path in folder.iterdir()} == {nobody.pw_uid}
+        assert proc.stop() == 0
+        assert not folder.exists()  # removed at the stop
+    finally:
+        proc.stop()
+        shutil.rmtree(private, ignore_errors=True)
+        subprocess.run(["rm", "-rf", str(workdir)], check=False)
+
+
+def test_a_reload_keeps_the_listener_and_says_a_new_address_needs_a_restart(metered):
+    metered.write_settings(METRICS_LISTEN=f"127.0.0.1:{free_port()}")
+    metered.signal(signal.SIGHUP)
+    metered.wait_for_log("METRICS_LISTEN changed: a restart is needed for that part")
+    metered.wait_for_log("reloading settings")
+    with metered.client() as client:
+        assert client.ask(**rcpt()) == "DUNNO"
+    samples = scrape_when(metered.metrics_port, lambda got: total(got, "apd_requests_total") >= 1)
+    assert value(samples, "apd_requests_total", state="RCPT", check="none", action="DUNNO") == 1
+
+
+def test_a_metrics_port_in_use_stops_start_up_naming_the_setting(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        proc = ApdProcess(tmp_path / "apd", METRICS_LISTEN=f"127.0.0.1:{port}")
+        proc.start(wait=False)
+        assert proc.proc.wait(30) == 1
+        proc.stop()
+    assert f"cannot start: [Errno 98] METRICS_LISTEN 127.0.0.1:{port}: Address already in use" in proc.log()
+    assert "Traceback" not in proc.log()
