@@ -384,6 +384,7 @@ class _Walk:
     seen: Seen
     lookups: int = 0
     complete: bool = True
+    out_of_time: bool = False  # SPF_TIME_BUDGET ran out (counted once per walk in the metrics)
 
 
 class SpfEvaluator:
@@ -521,7 +522,7 @@ class SpfEvaluator:
         if remaining <= 0:
             if walk.complete:
                 log.info("SPF: time budget (%.1fs) used up before %s %s", self.time_budget, rdtype, name)
-                metrics.recorder().spf_budget_exhausted()
+            _budget_spent(walk)
             walk.complete = False
             return None
         lifetime = min(self.query_timeout, remaining)
@@ -531,10 +532,20 @@ class SpfEvaluator:
             log.debug("SPF: DNS lookup failed: %s", exc)
             if lifetime >= self.query_timeout:  # a query cut short by the budget proves nothing
                 self.cache.put(key, exc, FAILURE_TTL, self._clock())
+            elif self._clock() >= walk.deadline:
+                _budget_spent(walk)
             walk.complete = False
             return None
         self.cache.put(key, answer, answer.ttl, self._clock())
         return answer
+
+
+def _budget_spent(walk: _Walk) -> None:
+    """Counts an evaluation cut short by SPF_TIME_BUDGET once, whether a lookup was skipped or
+    the last one allowed timed out (the log line above is only for a walk complete until then)."""
+    if not walk.out_of_time:
+        walk.out_of_time = True
+        metrics.recorder().spf_budget_exhausted()
 
 
 def _clean_domain(domain: str) -> str:
