@@ -24,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.helpers.apd_process import ROOT, ApdProcess, free_port
 from tests.helpers.policy_client import PolicyClient, rcpt
+from tests.helpers.servers import require_binary
 
 CONNECTIONS = 10
 REJECTED, PASSED, END_OF_MESSAGE = 5, 5, 3  # per connection
@@ -137,12 +138,17 @@ def test_counters_match_what_was_sent_and_a_killed_workers_series_go(metered):
         client.close()
 
 
-def test_off_by_default(apd_factory):
-    port = free_port()
+def listening_ports(pid: int) -> set[int]:
+    ss = require_binary("ss")
+    out = subprocess.run([ss, "-ltnpH"], capture_output=True, text=True, check=True).stdout
+    return {int(line.split()[3].rsplit(":", 1)[1]) for line in out.splitlines() if f"pid={pid}," in line}
+
+
+def test_off_by_default(apd_factory, metered):
     proc = apd_factory(plugins=["reject_null_sender"])
-    assert "Serving metrics" not in proc.log()
-    with pytest.raises(ConnectionRefusedError):
-        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    assert "METRICS_LISTEN" not in proc.settings and "Serving metrics" not in proc.log()
+    assert listening_ports(proc.proc.pid) == {proc.port}  # the policy port only
+    assert listening_ports(metered.proc.pid) == {metered.port, metered.metrics_port}  # what is asked
 
 
 @pytest.mark.parametrize("listen", ["9177", "localhost:9177", "127.0.0.1:0", "127.0.0.1:99999", "[::1]"])
