@@ -162,7 +162,17 @@ def explain(settings: Any, store: Any, attrs: dict[str, str], now: float | None 
                 check.close()
 
 
-def _run(settings, store, request, checks, traces, recording, now, sandbox: Sandbox) -> Explanation:
+def _run(
+    settings: Any,
+    store: StoreView,
+    request: PolicyRequest,
+    checks: list[Any],
+    traces: list[CheckTrace],
+    recording: _Recording,
+    now: float,
+    sandbox: Sandbox,
+) -> Explanation:
+    """The daemon's chain (apd/policy.py ``Policy._decide``), every check's trace kept."""
     attrs = dict(request.attrs)
     if request.invalid_reply:
         for trace in traces:
@@ -202,7 +212,10 @@ def _run(settings, store, request, checks, traces, recording, now, sandbox: Sand
         finally:
             recording.trace = None
             sandbox.undo()
-        trace.result = result if isinstance(result, str) else None
+        if result is not None and not isinstance(result, str):
+            trace.error = escape_controls(f"returned {result!r}, not a string (counted as DUNNO)")
+            continue
+        trace.result = result
         if isinstance(result, str) and ends_chain(result):
             action, decided = result or replies.DUNNO, trace
             trace.decided = True

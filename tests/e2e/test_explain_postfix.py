@@ -8,6 +8,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 
 from tests.helpers.apd_process import ROOT
 
@@ -24,12 +25,19 @@ def explain_line(apd, line: str, *extra: str) -> subprocess.CompletedProcess:
     )
 
 
-def reject_lines(postfix_server, recipient: str) -> list[str]:
-    return [
-        line
-        for line in postfix_server.maillog().splitlines()
-        if "NOQUEUE: reject: RCPT from" in line and f"to=<{recipient}>" in line
-    ]
+def logged(postfix_server, *markers: str, timeout: float = 10.0) -> str:
+    """The one maillog line holding every marker, once postlogd has written it (asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [line for line in postfix_server.maillog().splitlines() if all(m in line for m in markers)]
+        if found or time.monotonic() > deadline:
+            (line,) = found
+            return line
+        time.sleep(0.05)
+
+
+def reject_line(postfix_server, recipient: str) -> str:
+    return logged(postfix_server, "NOQUEUE: reject: RCPT from", f"to=<{recipient}>")
 
 
 def test_greylisting_and_blacklist_rejections_explained_from_the_log(postfix_server, postfix_apd):
@@ -43,7 +51,7 @@ def test_greylisting_and_blacklist_rejections_explained_from_the_log(postfix_ser
     grey = postfix_server.send("someone@example.net", ["user@example.com"])
     assert grey.rcpt["user@example.com"][0] == 451, grey
 
-    (line,) = reject_lines(postfix_server, "user@example.com")
+    line = reject_line(postfix_server, "user@example.com")
     done = explain_line(apd, line)
     assert done.returncode == 0, done.stderr
     assert "decided by: greylisting" in done.stdout
@@ -55,7 +63,7 @@ def test_greylisting_and_blacklist_rejections_explained_from_the_log(postfix_ser
     db.execute("UPDATE greylisting_tracking SET passed = 1")  # this client has passed: wblist decides next
     black = postfix_server.send("spammer@example.net", ["victim@example.com"])
     assert black.rcpt["victim@example.com"][0] == 554, black
-    (line,) = reject_lines(postfix_server, "victim@example.com")
+    line = reject_line(postfix_server, "victim@example.com")
     done = explain_line(apd, line, "--json")
     parsed = json.loads(done.stdout)
     assert (parsed["decided_by"], parsed["action"]) == ("amavisd_wblist", "REJECT Blacklisted")
@@ -75,7 +83,7 @@ def test_a_throttled_message_explained_from_its_end_of_data_line(postfix_server,
     assert postfix_server.send("someone@example.net", ["a@example.com"]).data[0] == 250
     refused = postfix_server.send("someone@example.net", ["b@example.com"])
     assert refused.data[0] == 554, refused
-    (line,) = [line for line in postfix_server.maillog().splitlines() if "reject: END-OF-MESSAGE from" in line]
+    line = logged(postfix_server, "reject: END-OF-MESSAGE from")
 
     unknown_count = explain_line(apd, line)
     assert unknown_count.returncode == 0, unknown_count.stderr
