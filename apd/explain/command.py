@@ -20,6 +20,11 @@ from apd.explain.request import (
 from apd.log_escape import escape_controls
 
 EXIT_OK, EXIT_INPUT = 0, 2
+FLAG_HELP = {
+    "state": "protocol_state: RCPT (default), END-OF-MESSAGE, ...",
+    "helo": "helo_name",
+    "sasl_username": "sasl_username: the client logged in as this user",
+}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -27,12 +32,14 @@ def parser() -> argparse.ArgumentParser:
         prog="apd explain",
         description="Run the configured checks on one request without side effects and show why apd answers "
         "as it does. The request comes from flags, from --from-log, or as name=value lines on stdin.",
+        epilog="Exit codes: 0 explained (a database down is said in the output), 2 the request cannot be read, "
+        "78 bad settings, 1 the store cannot be opened.",
     )
     p.add_argument(
         "-c", "--config", metavar="FILE", help="settings file (default: $APD_SETTINGS, /etc/apd/settings.py)"
     )
-    for flag in FLAGS:
-        p.add_argument(f"--{flag.replace('_', '-')}", dest=flag, metavar="VALUE")
+    for flag, attribute in FLAGS.items():
+        p.add_argument(f"--{flag.replace('_', '-')}", dest=flag, metavar="VALUE", help=FLAG_HELP.get(flag, attribute))
     p.add_argument(
         "--from-log", metavar="LINE", help="an smtpd log line (NOQUEUE: reject: RCPT from ...); - reads it from stdin"
     )
