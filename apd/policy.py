@@ -92,8 +92,9 @@ class Policy:
             except Exception:
                 log.exception("<!> Error while applying plugin '%s' (counted as DUNNO)", check.name)
                 continue
-            if timer is not None:
-                timer(check.name, time.perf_counter() - started)
+            finally:  # a check's time also when its database failed it (a timeout is what to see)
+                if timer is not None:
+                    timer(check.name, time.perf_counter() - started)
             if result is None:
                 continue  # no opinion: the common case
             if not isinstance(result, str):

@@ -212,6 +212,8 @@ def test_store_errors_and_fail_safe_answers_by_database(apd_factory):
     assert value(samples, "apd_failsafe_answers_total", database="vmail") == 3
     assert value(samples, "apd_requests_total", state="RCPT", check="greylisting", action="451") == 3
     assert value(samples, "apd_store_errors_total", database="vmail", kind="unavailable") == 3
+    # the check's time counts too when its database failed it
+    assert value(samples, "apd_check_duration_seconds_count", check="greylisting") == 3
 
 
 def metrics_folder(proc) -> Path:
