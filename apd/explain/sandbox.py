@@ -105,7 +105,7 @@ class SandboxedDatabase:
         )
         self.record(statement)
         try:
-            if self.open.conn is not None and not self.open.savepoints:
+            if self._holding() and not self.open.savepoints:
                 result = self._alone(sql, params, fetch, many)
             else:
                 result = self._real(sql, params, fetch, many)
@@ -122,8 +122,8 @@ class SandboxedDatabase:
 
     def undo(self) -> None:
         """Roll back what the check wrote (the end of each check)."""
-        open_, self.open = self.open, _Open()
-        if open_.conn is None or open_.conn is not self.database._conn:
+        holding, self.open = self._holding(), _Open()
+        if not holding:
             return  # nothing written, or its connection is gone, and the server undid it
         try:
             self._real(_ROLLBACK, (), False)
@@ -151,7 +151,7 @@ class SandboxedDatabase:
         try:
             result = self._real(sql, params, fetch, many)
         except StoreError:
-            if self.open.conn is self.database._conn:
+            if self._holding():
                 try:
                     self._real(f"ROLLBACK TO SAVEPOINT {name}", (), False)
                 except StoreError:
@@ -164,8 +164,12 @@ class SandboxedDatabase:
         self.open.made += 1
         return f"apd_explain_{self.open.made}"
 
+    def _holding(self) -> bool:
+        """Is explain's transaction open on the connection the database has now?"""
+        return self.open.conn is not None and self.open.conn is self.database._conn
+
     def _begin(self) -> None:
-        if self.open.conn is not None and self.open.conn is self.database._conn:
+        if self._holding():
             return
         self.open = _Open()
         self.run(self.database.dialect.begin_sql(), (), False)
@@ -178,7 +182,7 @@ class SandboxedDatabase:
         return self._real(f"SAVEPOINT {name}", (), False)
 
     def _end_savepoint(self, undo: bool) -> int:
-        if not self.open.savepoints or self.open.conn is not self.database._conn:
+        if not self.open.savepoints or not self._holding():
             self.open.savepoints.clear()
             return 0  # explain's own transaction is never committed; a lost one is gone
         name = self.open.savepoints.pop()

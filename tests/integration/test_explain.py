@@ -593,3 +593,35 @@ def test_a_missing_driver_is_named_with_what_to_install(tmp_path):
     )
     assert done.returncode == 1, done
     assert "needs python-ldap" in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+RECONNECT = '''
+from apd.checks.base import Check
+
+
+class Reconnect(Check):
+    """Writes, loses its connection (as to a server restart), and writes again."""
+
+    name = "custom_reconnect"
+
+    def check(self, request, ctx):
+        db = ctx.store.iredapd
+        db.execute("INSERT INTO greylisting_whitelist_domains (domain) VALUES (%s)", ["before.example"])
+        db.close()
+        db.execute("INSERT INTO greylisting_whitelist_domains (domain) VALUES (%s)", ["after.example"])
+        return None
+'''
+
+
+@pytest.mark.parametrize("kind", SQL_KINDS)
+def test_a_write_after_a_lost_connection_is_undone_too(request, tmp_path, kind):
+    """The store opens a new connection: explain's transaction is begun again on it, so the write
+    there is not committed by autocommit."""
+    backend = prepared(request, tmp_path, kind, [])
+    (tmp_path / "checks").mkdir()
+    (tmp_path / "checks" / "custom_reconnect.py").write_text(RECONNECT)
+    settings = backend.settings.replace(plugins=["custom_reconnect"], CUSTOM_CHECKS_DIR=str(tmp_path / "checks"))
+    explanation = explain(settings, backend.store, rcpt(recipient=USER), NOW)
+    assert explanation.checks[0].error == "", as_text(explanation)
+    assert backend.store.iredapd.query("SELECT domain FROM greylisting_whitelist_domains") == []
+    backend.close()
