@@ -85,7 +85,10 @@ class PgsqlDialect(ServerDialect):
             password=self.password,
             dbname=self.database,
             connect_timeout=max(2, int(self.timeout + 0.999)),
-            options=f"-c statement_timeout={millis} -c lock_timeout={millis}",
+            # random_page_cost 1.1 (the SSD value; the server default 4 models disks): apd's
+            # statements are key lookups, and with 4 the planner scans small tables whole
+            # (1,000 SPF whitelist rows: 0.18 ms instead of 0.03 ms through their index).
+            options=f"-c statement_timeout={millis} -c lock_timeout={millis} -c random_page_cost=1.1",
             sslmode="prefer",  # TLS when the server offers it; iRedAPD ignores *_db_use_ssl here
             application_name="apd",
         )
