@@ -114,8 +114,9 @@ class Worker:
         self.policy = Policy(checks, settings, store)
         if self.metrics.enabled:
             self.policy.check_timer = self.metrics.check_time
-            for database in store.databases():
-                database.on_error = self.metrics.store_error
+            for database in [*store.databases(), store.accounts]:  # accounts: LdapAccounts has on_error too
+                if hasattr(database, "on_error"):
+                    database.on_error = self.metrics.store_error
         self.srs = build_service(settings, store)
         self.request_timeout = settings.REQUEST_TIMEOUT
         self.delimiters = tuple(settings.RECIPIENT_DELIMITERS)

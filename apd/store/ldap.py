@@ -178,6 +178,8 @@ class LdapAccounts:
         self._down_since: float | None = None
         self._retry_at = 0.0
         self._backoff = BACKOFF_FIRST
+        # (database, kind) of each error, when metrics are on (the worker sets it, as on Database)
+        self.on_error: Callable[[str, str], None] | None = None
 
     # --- connection management
 
@@ -196,19 +198,21 @@ class LdapAccounts:
             return self._conn
         now = self._clock()
         if self._down_since is not None and now < self._retry_at:
-            raise StoreUnavailable(f"LDAP server {self.uri} is unavailable (retrying in {self._retry_at - now:.1f}s)")
+            raise self._error(
+                StoreUnavailable, f"LDAP server {self.uri} is unavailable (retrying in {self._retry_at - now:.1f}s)"
+            )
         try:
             conn = self._open()
         except ldap.INVALID_CREDENTIALS as exc:
             self._mark_down(exc, BIND_REFUSED)
-            raise StoreUnavailable(f"LDAP server {self.uri}: {BIND_REFUSED}") from exc
+            raise self._error(StoreUnavailable, f"LDAP server {self.uri}: {BIND_REFUSED}") from exc
         except _BindFailed as failed:
             message = f"LDAP bind failed: {_one_line(failed.cause)}"
             self._mark_down(failed.cause, message)
-            raise StoreUnavailable(f"LDAP server {self.uri}: {message}") from failed.cause
+            raise self._error(StoreUnavailable, f"LDAP server {self.uri}: {message}") from failed.cause
         except ldap.LDAPError as exc:
             self._mark_down(exc)
-            raise StoreUnavailable(f"LDAP server {self.uri} is unavailable: {_one_line(exc)}") from exc
+            raise self._error(StoreUnavailable, f"LDAP server {self.uri} is unavailable: {_one_line(exc)}") from exc
         if self._down_since is not None:
             log.warning("LDAP server %s is reachable again", self.uri)
         self._down_since = None
@@ -240,6 +244,14 @@ class LdapAccounts:
             _unbind(conn)
             raise
         return conn
+
+    def _error(self, kind_of_error: type[StoreError], text: str, kind: str = "unavailable") -> StoreError:
+        """The exception to raise, named ``ldap`` for the fail-safe count, reported to ``on_error``."""
+        error = kind_of_error(text)
+        error.database = "ldap"  # type: ignore[attr-defined]
+        if self.on_error is not None:
+            self.on_error("ldap", kind)
+        return error
 
     def _mark_down(self, exc: BaseException, message: str = "") -> None:
         if self._down_since is None:
@@ -284,9 +296,12 @@ class LdapAccounts:
                 if attempt == 0 and reused and isinstance(exc, ldap.SERVER_DOWN) and self._down_since is None:
                     continue
                 self._mark_down(exc)
-                raise StoreUnavailable(f"LDAP server {self.uri} is unavailable: {_one_line(exc)}") from exc
+                kind = "timeout" if isinstance(exc, (ldap.TIMEOUT, ldap.TIMELIMIT_EXCEEDED)) else "unavailable"
+                raise self._error(
+                    StoreUnavailable, f"LDAP server {self.uri} is unavailable: {_one_line(exc)}", kind
+                ) from exc
             except ldap.LDAPError as exc:
-                raise StoreError(f"LDAP search failed: {_one_line(exc)}") from exc
+                raise self._error(StoreError, f"LDAP search failed: {_one_line(exc)}", "error") from exc
             # Referrals come back with dn None; iRedAPD ignores them too (OPT_REFERRALS off).
             return [(dn, _decode(values)) for dn, values in raw if dn is not None]
         raise AssertionError("unreachable")

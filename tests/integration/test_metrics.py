@@ -24,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.helpers.apd_process import ROOT, ApdProcess, free_port
 from tests.helpers.policy_client import PolicyClient, rcpt
-from tests.helpers.servers import require_binary
+from tests.helpers.servers import require_binary, require_module
 
 CONNECTIONS = 10
 REJECTED, PASSED, END_OF_MESSAGE = 5, 5, 3  # per connection
@@ -280,3 +280,25 @@ def test_a_metrics_port_in_use_stops_start_up_naming_the_setting(tmp_path):
         proc.stop()
     assert f"cannot start: [Errno 98] METRICS_LISTEN 127.0.0.1:{port}: Address already in use" in proc.log()
     assert "Traceback" not in proc.log()
+
+
+def test_an_ldap_outage_is_counted_for_database_ldap(apd_factory, slapd_server, mariadb_server):
+    require_module("ldap")
+    port = free_port()
+    values = mariadb_server.apd_settings("apd", backend="ldap")
+    values.update(slapd_server.settings(ldap_uri=f"ldap://127.0.0.1:{free_port()}"))  # nobody listens
+    proc = apd_factory(
+        **values,
+        plugins=["custom_is_local"],
+        CUSTOM_CHECKS_DIR=str(ROOT / "tests" / "data" / "custom_checks"),
+        STORE_FAILURE_ACTION="451 4.3.0 Directory unavailable",
+        LDAP_TIMEOUT=1.0,
+        METRICS_LISTEN=f"127.0.0.1:{port}",
+    )
+    with proc.client() as client:
+        for _ in range(2):
+            assert client.ask(**rcpt(recipient="user@example.com")) == "451 4.3.0 Directory unavailable"
+    samples = scrape_when(port, lambda got: total(got, "apd_requests_total") >= 2)
+    assert value(samples, "apd_failsafe_answers_total", database="ldap") == 2
+    assert value(samples, "apd_store_errors_total", database="ldap", kind="unavailable") == 2
+    assert total(samples, "apd_store_errors_total") == 2  # MariaDB (amavisd, iredapd) answered
