@@ -4,6 +4,10 @@ mapped to their fixed sets."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 from prometheus_client import CollectorRegistry, Histogram
 
 from apd.metrics.recorder import LATENCY_BUCKETS, NullRecorder, PrometheusRecorder
@@ -72,3 +76,15 @@ def test_the_null_recorder_counts_nothing() -> None:
     recorder = NullRecorder()
     assert not recorder.enabled and PrometheusRecorder.enabled
     assert recorder.request("RCPT", "", "DUNNO", 0.1) is None and recorder.flush() is None
+
+
+def test_with_metrics_off_prometheus_client_is_never_imported() -> None:
+    """Not by any apd module (the master imports them all before dropping root, apd/preload.py):
+    multiprocess mode must be chosen before prometheus_client's first import, and off costs nothing."""
+    code = (
+        "import sys; from apd.preload import preload_modules; preload_modules(); from apd import metrics;"
+        " print(metrics.recorder().enabled, 'prometheus_client' in sys.modules)"
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=60)
+    assert done.stdout.split() == ["False", "False"], done.stderr
