@@ -66,6 +66,15 @@ def pids_of(samples, name: str) -> set[str]:
 
 
 @pytest.fixture
+def dead_port():
+    """A port held bound but not listening: a connection is refused, and no other process on this
+    shared machine can start listening there during the test."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        yield held.getsockname()[1]
+
+
+@pytest.fixture
 def metered(apd_factory):
     port = free_port()
     proc = apd_factory(workers=2, plugins=["reject_null_sender"], METRICS_LISTEN=f"127.0.0.1:{port}")
@@ -193,8 +202,8 @@ def test_a_silent_scraper_is_closed_after_its_timeout(metered):
     assert 4 < time.monotonic() - started < 8
 
 
-def test_store_errors_and_fail_safe_answers_by_database(apd_factory):
-    dead, port = free_port(), free_port()
+def test_store_errors_and_fail_safe_answers_by_database(apd_factory, dead_port):
+    dead, port = dead_port, free_port()
     proc = apd_factory(
         backend="mysql",
         plugins=["greylisting"],
@@ -282,11 +291,11 @@ def test_a_metrics_port_in_use_stops_start_up_naming_the_setting(tmp_path):
     assert "Traceback" not in proc.log()
 
 
-def test_an_ldap_outage_is_counted_for_database_ldap(apd_factory, slapd_server, mariadb_server):
+def test_an_ldap_outage_is_counted_for_database_ldap(apd_factory, slapd_server, mariadb_server, dead_port):
     require_module("ldap")
     port = free_port()
     values = mariadb_server.apd_settings("apd", backend="ldap")
-    values.update(slapd_server.settings(ldap_uri=f"ldap://127.0.0.1:{free_port()}"))  # nobody listens
+    values.update(slapd_server.settings(ldap_uri=f"ldap://127.0.0.1:{dead_port}"))
     proc = apd_factory(
         **values,
         plugins=["custom_is_local"],
