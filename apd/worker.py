@@ -92,6 +92,11 @@ class Worker:
             self._loop(wake_r)
         finally:
             self._shut_down()
+            # The socket pair closes with this frame: a signal arriving later (the master's SIGTERM
+            # after one sent to the whole process group) must not be written to a closed descriptor.
+            signal.set_wakeup_fd(-1)
+            wake_r.close()
+            wake_w.close()
         return 0
 
     def _shut_down(self) -> None:
