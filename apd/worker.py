@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
 import selectors
@@ -21,8 +22,8 @@ from apd.drop_log import DropLog
 from apd.policy import Policy, describe
 from apd.protocol import PolicyRequest, RequestReader, lacks_protocol_state
 from apd.server import POLICY, Connection, Drop
+from apd.srs import service as srs_service
 from apd.srs import table as srs_table
-from apd.srs.service import build_service
 from apd.store import open_store, resolve_paths
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,12 @@ class Worker:
         self.store: Any = None
         self.checks: list[Any] = []
         self.srs: Any = None  # the SRS services, when the settings enable them
+        # A connection's requests go to its listener's service: the policy, or an SRS lookup.
+        self.answers: dict[str, Callable[[Any], Any]] = {
+            POLICY: self._answer,
+            srs_service.FORWARD: functools.partial(self._answer_lookup, srs_service.FORWARD),
+            srs_service.REVERSE: functools.partial(self._answer_lookup, srs_service.REVERSE),
+        }
         self.metrics = metrics.recorder()  # the master's, inherited: a no-op unless METRICS_LISTEN is set
 
     def run(self) -> int:
@@ -122,7 +129,7 @@ class Worker:
             for database in [*store.databases(), store.accounts]:  # accounts: LdapAccounts has on_error too
                 if hasattr(database, "on_error"):
                     database.on_error = self.metrics.store_error
-        self.srs = build_service(settings, store)
+        self.srs = srs_service.build_service(settings, store)
         self.request_timeout = settings.REQUEST_TIMEOUT
         self.delimiters = tuple(settings.RECIPIENT_DELIMITERS)
         self.decisions = decision_writer(log)
@@ -326,9 +333,7 @@ class Worker:
     def _work(self, conn: Connection) -> None:
         """Answer what is pending (a turn's worth), then watch for what the connection needs next."""
         try:
-            drop = conn.answer_pending(
-                self._answer if conn.service == POLICY else self._srs_answer(conn), time.monotonic()
-            )
+            drop = conn.answer_pending(self.answers[conn.service], time.monotonic())
         except Exception:  # a bug outside the checks: lose this connection, not the worker's others
             log.exception("connection from %s closed: unexpected error", conn.peer_address)
             drop = Drop("internal error", quiet=True)
@@ -353,11 +358,10 @@ class Worker:
     def _answer(self, request: PolicyRequest) -> str | None:
         return answer(self.policy, self.decisions, request, time.time(), self.metrics)
 
-    def _srs_answer(self, conn: Connection) -> Callable[[Any], Any]:
-        srs, service = self.srs, conn.service
-        if srs is None:  # a reload turned SRS off; its ports stay bound until a restart
-            return lambda request: srs_table.Reply(srs_table.TRY_AGAIN, "SRS is not configured")
-        return lambda request: srs.answer(service, request.line, time.time())
+    def _answer_lookup(self, service: str, request: srs_table.TableRequest) -> srs_table.Reply:
+        if self.srs is None:  # a reload turned SRS off; its ports stay bound until a restart
+            return srs_table.Reply(srs_table.TRY_AGAIN, "SRS is not configured")
+        return self.srs.answer(service, request.line, time.time())
 
     def _expire(self, now: float) -> None:
         for conn in list(self.connections.values()):
