@@ -13,8 +13,7 @@ import sys
 import time
 from typing import Callable, Sequence
 
-from admin.common import EXIT_ERROR, EXIT_OK, add_config_option, load_settings, open_tool_store
-from apd.errors import StoreError
+from admin.common import add_config_option, load_settings, run_on_store
 from apd.store.cleanup import count_rows, delete_in_batches, expiries
 
 
@@ -39,15 +38,7 @@ def main(argv: Sequence[str] | None = None, clock: Callable[[], float] = time.ti
     add_config_option(parser)
     args = parser.parse_args(argv)
     settings = load_settings(args.config)
-    store = open_tool_store(settings)
-    try:
-        cleanup(store.iredapd, settings, int(clock()))
-    except StoreError as exc:
-        print(f"<<< ERROR >>> {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    finally:
-        store.close()
-    return EXIT_OK
+    return run_on_store(settings, lambda store: cleanup(store.iredapd, settings, int(clock())))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from admin.common import EXIT_ERROR, EXIT_OK, EXIT_USAGE, add_config_option, load_settings, open_tool_store
+from admin.common import EXIT_ERROR, EXIT_USAGE, add_config_option, load_settings, run_on_store
 from apd.errors import StoreError
 from apd.store.base import Database
 from apd.store.servers import label, make_dialect
@@ -130,13 +130,7 @@ def run_migration(
     except StoreError as exc:  # its driver is missing
         print(f"<<< ERROR >>> {exc}", file=sys.stderr)
         return EXIT_ERROR
-    store = open_tool_store(settings)
     try:
-        work(source_db, store)
-    except StoreError as exc:
-        print(f"<<< ERROR >>> {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        return run_on_store(settings, lambda store: work(source_db, store))
     finally:
         source_db.close()
-        store.close()
-    return EXIT_OK

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, NoReturn, Sequence
+from typing import Any, Callable, NoReturn, Sequence
 
 from apd import settings as settings_module
 from apd.errors import StoreError
@@ -66,3 +66,17 @@ def open_tool_store(settings: Any) -> Store:
 def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
     print(message, file=sys.stderr)
     sys.exit(code)
+
+
+def run_on_store(settings: Any, work: Callable[[Store], int | None]) -> int:
+    """Open the tool's store, run ``work`` on it and close it; a database error is printed as
+    ``<<< ERROR >>> ...`` and exits 1. ``work`` returns its exit code (None: 0)."""
+    store = open_tool_store(settings)
+    try:
+        code = work(store)
+    except StoreError as exc:
+        print(f"<<< ERROR >>> {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    finally:
+        store.close()
+    return EXIT_OK if code is None else code

@@ -11,9 +11,8 @@ from __future__ import annotations
 import sys
 from typing import Sequence
 
-from admin.common import EXIT_ERROR, EXIT_OK, EXIT_USAGE, load_settings, open_tool_store, undecodable_argument
+from admin.common import EXIT_OK, EXIT_USAGE, load_settings, run_on_store, undecodable_argument
 from apd.address import is_strict_ip
-from apd.errors import StoreError
 from apd.log_escape import escape_controls
 
 USAGE = """\
@@ -61,17 +60,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"{exc}\n\n{USAGE}", end="", file=sys.stderr)
         return EXIT_USAGE
-    settings = load_settings(config)
-    store = open_tool_store(settings)
-    try:
+
+    def whitelist(store) -> None:
         store.senderscore.whitelist(addresses)
-    except StoreError as exc:
-        print(f"<<< ERROR >>> {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    finally:
-        store.close()
-    print("Whitelisted: " + ", ".join(addresses))
-    return EXIT_OK
+        print("Whitelisted: " + ", ".join(addresses))
+
+    return run_on_store(load_settings(config), whitelist)
 
 
 if __name__ == "__main__":

@@ -27,11 +27,10 @@ from admin.common import (
     EXIT_USAGE,
     add_config_option,
     load_settings,
-    open_tool_store,
+    run_on_store,
     undecodable_argument,
 )
 from apd.address import classify_strict, domain_of, is_email, is_ipv4, is_strict_ip, wildcard_ipv4
-from apd.errors import StoreError
 from apd.store.counters import TrackingRow
 from apd.store.throttle_settings import LIMITS, ThrottleSettings
 from apd.throttle.rules import (
@@ -426,14 +425,7 @@ def _main(argv: list[str]) -> int:
         print(f"<<< ERROR >>> {exc}", file=sys.stderr)
         return EXIT_USAGE
     settings = load_settings(command.config)
-    store = open_tool_store(settings)
-    try:
-        return run(command, store, settings, int(time.time()))
-    except StoreError as exc:
-        print(f"<<< ERROR >>> {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    finally:
-        store.close()
+    return run_on_store(settings, lambda store: run(command, store, settings, int(time.time())))
 
 
 if __name__ == "__main__":
